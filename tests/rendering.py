@@ -1,0 +1,96 @@
+"""Rendering the template from the working tree, and the answer sets to render."""
+
+import itertools
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from copier import run_copy
+
+TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = {
+    name: spec
+    for name, spec in yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text()).items()
+    if not name.startswith("_") and spec.get("when") is not False
+}
+# Questions whose every combination is rendered; the rest are spread over those renders.
+CROSSED = ("code_dir", "migrations_in_code_dir", "db_driver")
+# Free-text questions have no choices to read: the values people use most.
+FREE_TEXT_VALUES: dict[str, list[Any]] = {
+    "project_name": ["my-service", "hotel-booking"],
+    "migrations_dir": ["migrations", "alembic", "migration"],
+    "line_length": [88, 79, 120],
+}
+
+
+def question_values(name: str) -> list[Any]:
+    spec = QUESTIONS[name]
+    if "choices" in spec:
+        choices = spec["choices"]
+        return list(choices.values() if isinstance(choices, dict) else choices)
+    if spec["type"] == "bool":
+        return [True, False]
+    return FREE_TEXT_VALUES[name]
+
+
+def answer_sets() -> list[dict[str, Any]]:
+    """Every combination of CROSSED, and every value of every other question at least once.
+
+    The first set is all defaults; the other questions' values are spread over the
+    rest by a seeded shuffle, so no two questions move in lockstep and the sets stay
+    the same from run to run.
+    """
+    spread = random.Random(20250110)
+    others = [name for name in QUESTIONS if name not in CROSSED]
+    crossed_values = [question_values(name) for name in CROSSED]
+    sets = []
+    for combination in itertools.product(*crossed_values):
+        answers = dict(zip(CROSSED, combination))
+        for name in others:
+            answers[name] = QUESTIONS[name]["default"]
+        sets.append(answers)
+    for name in others:
+        values = question_values(name)
+        rest = [*values[1:], *spread.choices(values, k=len(sets) - len(values))]
+        spread.shuffle(rest)
+        for answers, value in zip(sets[1:], rest):
+            answers[name] = value
+    return sets
+
+
+def answer_set_id(answers: dict[str, Any]) -> str:
+    formatter = answers["formatter"]
+    if formatter != "none":
+        formatter += str(answers["line_length"])
+    return "-".join(
+        [
+            answers["code_dir"],
+            answers["migrations_dir"]
+            + ("-inside" if answers["migrations_in_code_dir"] else "-at-root"),
+            answers["db_driver"],
+            answers["file_template"],
+            formatter,
+            "examples" if answers["example_models"] else "no-examples",
+        ]
+    )
+
+
+def render_service(destination: Path, **answers: Any) -> Path:
+    """Render the working tree (uncommitted changes included) with these answers."""
+    run_copy(
+        str(TEMPLATE_ROOT),
+        destination,
+        data=answers,
+        defaults=True,
+        vcs_ref="HEAD",
+        quiet=True,
+    )
+    return destination
+
+
+def rendered_files(project: Path) -> Iterator[Path]:
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            yield path

@@ -1,0 +1,206 @@
+"""Rendered services against real PostgreSQL, with the real `alembic` command.
+
+Each answer set is rendered, migrated, driven through the README's daily
+commands, extended with a new model module that autogenerate must find, and
+finally made to run its own test suite.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import URL
+
+from tests.conftest import public_tables
+from tests.rendering import answer_set_id, answer_sets, render_service
+
+BOOKINGS_MODEL = '''\
+from datetime import date
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from {code_dir}.models.base import Base
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guest_name: Mapped[str] = mapped_column(String(100))
+    date_from: Mapped[date]
+    date_to: Mapped[date]
+'''
+DATED_NAME = re.compile(r"^\d{4}_\d{2}_\d{2}_\d{4}-[0-9a-f]{12}_add_bookings\.py$")
+ALEMBIC_BATCH = Path(__file__).with_name("alembic_batch.py")
+PLAIN_NAME = re.compile(r"^[0-9a-f]{12}_add_bookings\.py$")
+
+
+class Alembic:
+    """The `alembic` command line, run in a rendered project against one database."""
+
+    def __init__(self, project: Path, database_url: URL) -> None:
+        self.project = project
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        }
+
+    def __call__(self, *arguments: str) -> str:
+        """Run one command with the `alembic` script itself; return its stdout."""
+        result = subprocess.run(
+            [sys.executable, "-m", "alembic", *arguments],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, (
+            f"alembic {' '.join(arguments)} failed:\n{result.stdout}\n{result.stderr}"
+        )
+        return result.stdout
+
+    def batch(self, *command_lines: str) -> list[str]:
+        """Run several command lines in one process; return each one's stdout."""
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(ALEMBIC_BATCH),
+                json.dumps([line.split() for line in command_lines]),
+            ],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        outcomes = json.loads(result.stdout)
+        for outcome in outcomes:
+            assert outcome["exit_code"] == 0, (
+                f"alembic {' '.join(outcome['arguments'])} failed:\n"
+                f"{outcome['stdout']}\n{outcome['stderr']}"
+            )
+        assert len(outcomes) == len(command_lines)
+        return [outcome["stdout"] for outcome in outcomes]
+
+
+def formatter_check(answers: dict[str, Any], path: Path, project: Path) -> list[str]:
+    if answers["formatter"] == "black":
+        return [sys.executable, "-m", "black", "--check", "--diff", str(path)]
+    return [sys.executable, "-m", "ruff", "format", "--check", "--diff", str(path)]
+
+
+@pytest.mark.parametrize("answers", answer_sets(), ids=answer_set_id)
+def test_service_migrates_and_finds_new_models(
+    answers: dict[str, Any], tmp_path: Path, database_url: URL
+) -> None:
+    project = render_service(tmp_path / "service", **answers)
+    alembic = Alembic(project, database_url)
+
+    alembic("upgrade", "head")
+    example_tables = {"hotels", "rooms", "users"} if answers["example_models"] else set()
+    assert public_tables(database_url) == {"alembic_version", *example_tables}
+    assert "No new upgrade operations detected" in alembic("check")
+
+    if answers["example_models"]:
+        # The README's daily commands, in the order the team's notes use them.
+        outputs = alembic.batch(
+            "downgrade -1",
+            "current",
+            "upgrade +1",
+            "downgrade base",
+            "current",
+            "upgrade base+3",
+            "current",
+            "history",
+            "stamp base",
+            "current",
+            "stamp 9b4f7c1e0a62",
+            "upgrade head",
+            "current",
+        )
+        assert outputs[1].startswith("9b4f7c1e0a62")
+        assert outputs[4].strip() == ""
+        assert outputs[6].startswith("9b4f7c1e0a62")
+        assert "Make email unique" in outputs[7]
+        assert outputs[9].strip() == ""
+        assert outputs[12].startswith("e07a3d5c8b19 (head)")
+
+    models = project / answers["code_dir"] / "models"
+    (models / "bookings.py").write_text(BOOKINGS_MODEL.format(**answers))
+    alembic("revision", "--autogenerate", "-m", "Add bookings")
+
+    versions = [
+        path for path in project.rglob("versions/*.py") if "add_bookings" in path.name
+    ]
+    assert len(versions) == 1
+    revision = versions[0]
+    expected_name = DATED_NAME if answers["file_template"] == "dated" else PLAIN_NAME
+    assert expected_name.match(revision.name), revision.name
+    upgrade, downgrade = revision.read_text().split("def downgrade")
+    assert re.search(r"create_table\(\s*[\"']bookings[\"']", upgrade)
+    assert "drop_table" not in upgrade
+    if answers["formatter"] != "none":
+        check = subprocess.run(
+            formatter_check(answers, revision, project),
+            cwd=project,
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+
+    check = alembic.batch("upgrade head", "check")[1]
+    assert "No new upgrade operations detected" in check
+    assert "bookings" in public_tables(database_url)
+    alembic("downgrade", "base")
+    assert public_tables(database_url) == {"alembic_version"}
+
+
+@pytest.mark.parametrize("answers", answer_sets(), ids=answer_set_id)
+def test_service_own_test_suite_passes(
+    answers: dict[str, Any], tmp_path: Path, postgres_server_url: URL
+) -> None:
+    project = render_service(tmp_path / "service", **answers)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env={
+            **os.environ,
+            "TEST_DATABASE_URL": postgres_server_url.render_as_string(
+                hide_password=False
+            ),
+        },
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = "9 passed" if answers["example_models"] else "6 passed"
+    assert expected in result.stdout
+
+
+def test_new_user_uv_sync_then_uv_run_pytest(tmp_path: Path) -> None:
+    """What a newcomer types after `copier copy`, with nothing else set up."""
+    project = render_service(tmp_path / "service")
+    uv = shutil.which("uv")
+    assert uv, "uv must be on PATH (pip install uv)"
+    newcomer_env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("TEST_DATABASE_URL", "DATABASE_URL", "VIRTUAL_ENV")
+    }
+
+    for command in ([uv, "sync"], [uv, "run", "pytest", "-q"]):
+        result = subprocess.run(
+            command, cwd=project, env=newcomer_env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    assert " passed" in result.stdout and "failed" not in result.stdout
