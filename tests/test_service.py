@@ -162,28 +162,53 @@ def test_service_migrates_and_finds_new_models(
     assert public_tables(database_url) == {"alembic_version"}
 
 
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by every rendered service: the libraries are checked once."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+def service_gates(answers: dict[str, Any], mypy_cache: Path) -> dict[str, list[str]]:
+    python = [sys.executable, "-m"]
+    gates = {
+        "tests": [*python, "pytest", "-q", "-p", "no:cacheprovider"],
+        "lint": [*python, "ruff", "check", "--no-cache", "."],
+        "types": [*python, "mypy", "--cache-dir", str(mypy_cache), "."],
+    }
+    if answers["formatter"] == "black":
+        gates["format"] = [*python, "black", "--check", "--diff", "."]
+    elif answers["formatter"] == "ruff":
+        gates["format"] = [*python, "ruff", "format", "--check", "--diff", "."]
+    return gates
+
+
 @pytest.mark.parametrize("answers", answer_sets(), ids=answer_set_id)
-def test_service_own_test_suite_passes(
-    answers: dict[str, Any], tmp_path: Path, postgres_server_url: URL
+def test_service_passes_its_own_gates(
+    answers: dict[str, Any],
+    tmp_path: Path,
+    postgres_server_url: URL,
+    mypy_cache: Path,
 ) -> None:
+    """Its test suite on PostgreSQL, ruff, mypy --strict and its formatter's check."""
     project = render_service(tmp_path / "service", **answers)
+    server_url = postgres_server_url.render_as_string(hide_password=False)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        env={
-            **os.environ,
-            "TEST_DATABASE_URL": postgres_server_url.render_as_string(
-                hide_password=False
-            ),
-        },
-        capture_output=True,
-        text=True,
-    )
+    failures = {}
+    for gate, command in service_gates(answers, mypy_cache).items():
+        result = subprocess.run(
+            command,
+            cwd=project,
+            env={**os.environ, "TEST_DATABASE_URL": server_url},
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            failures[gate] = result.stdout + result.stderr
+        if gate == "tests":
+            expected = "9 passed" if answers["example_models"] else "6 passed"
+            assert expected in result.stdout, result.stdout
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    expected = "9 passed" if answers["example_models"] else "6 passed"
-    assert expected in result.stdout
+    assert failures == {}
 
 
 def test_new_user_uv_sync_then_uv_run_pytest(tmp_path: Path) -> None:

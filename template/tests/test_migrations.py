@@ -28,23 +28,22 @@ __all__ = [
 
 # Tables, sequences and user-defined types (enums, domains); not the row and
 # array types PostgreSQL creates along with tables and enums.
-SCHEMA_OBJECTS = text(
-    """
-    SELECT 'table ' || tablename FROM pg_tables WHERE schemaname = 'public'
-    UNION ALL
-    SELECT 'sequence ' || sequencename FROM pg_sequences
-    WHERE schemaname = 'public'
-    UNION ALL
-    SELECT 'type ' || t.typname FROM pg_type t
-    JOIN pg_namespace n ON n.oid = t.typnamespace
-    WHERE n.nspname = 'public' AND t.typrelid = 0 AND t.typcategory <> 'A'
-    """
-)
+SCHEMA_OBJECTS_SQL = """
+SELECT 'table ' || tablename FROM pg_tables WHERE schemaname = 'public'
+UNION ALL
+SELECT 'sequence ' || sequencename FROM pg_sequences
+WHERE schemaname = 'public'
+UNION ALL
+SELECT 'type ' || t.typname FROM pg_type t
+JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = 'public' AND t.typrelid = 0 AND t.typcategory <> 'A'
+"""
 
 
 async def schema_objects(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as connection:
-        return set((await connection.scalars(SCHEMA_OBJECTS)).all())
+        names = await connection.scalars(text(SCHEMA_OBJECTS_SQL))
+        return set(names.all())
 
 
 def test_downgrade_to_base_leaves_nothing_behind(
@@ -54,4 +53,5 @@ def test_downgrade_to_base_leaves_nothing_behind(
     alembic_runner.migrate_up_to("heads")
     alembic_runner.migrate_down_to("base")
 
-    assert asyncio.run(schema_objects(alembic_engine)) == {"table alembic_version"}
+    left_behind = asyncio.run(schema_objects(alembic_engine))
+    assert left_behind == {"table alembic_version"}

@@ -3,8 +3,8 @@
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-# Alembic's recommended convention: every constraint gets a predictable name, so
-# later migrations (and downgrades) can drop or alter it.
+# Alembic's recommended convention: every constraint gets a predictable name,
+# so later migrations (and downgrades) can drop or alter it.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
