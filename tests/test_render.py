@@ -54,6 +54,7 @@ def test_alembic_ini_holds_no_url_and_no_space_separated_paths(tmp_path: Path) -
     assert "path_separator = os\n" in ini
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("question", "answer", "explanation"),
     [

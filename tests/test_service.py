@@ -5,7 +5,6 @@ commands, extended with a new model module that autogenerate must find, and
 finally made to run its own test suite.
 """
 
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import URL
 
+from tests.alembic_cli import Alembic
 from tests.conftest import public_tables
 from tests.rendering import answer_set_id, answer_sets, render_service
 
@@ -38,56 +38,7 @@ class Booking(Base):
     date_to: Mapped[date]
 '''
 DATED_NAME = re.compile(r"^\d{4}_\d{2}_\d{2}_\d{4}-[0-9a-f]{12}_add_bookings\.py$")
-ALEMBIC_BATCH = Path(__file__).with_name("alembic_batch.py")
 PLAIN_NAME = re.compile(r"^[0-9a-f]{12}_add_bookings\.py$")
-
-
-class Alembic:
-    """The `alembic` command line, run in a rendered project against one database."""
-
-    def __init__(self, project: Path, database_url: URL) -> None:
-        self.project = project
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url.render_as_string(hide_password=False),
-        }
-
-    def __call__(self, *arguments: str) -> str:
-        """Run one command with the `alembic` script itself; return its stdout."""
-        result = subprocess.run(
-            [sys.executable, "-m", "alembic", *arguments],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, (
-            f"alembic {' '.join(arguments)} failed:\n{result.stdout}\n{result.stderr}"
-        )
-        return result.stdout
-
-    def batch(self, *command_lines: str) -> list[str]:
-        """Run several command lines in one process; return each one's stdout."""
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(ALEMBIC_BATCH),
-                json.dumps([line.split() for line in command_lines]),
-            ],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stderr
-        outcomes = json.loads(result.stdout)
-        for outcome in outcomes:
-            assert outcome["exit_code"] == 0, (
-                f"alembic {' '.join(outcome['arguments'])} failed:\n"
-                f"{outcome['stdout']}\n{outcome['stderr']}"
-            )
-        assert len(outcomes) == len(command_lines)
-        return [outcome["stdout"] for outcome in outcomes]
 
 
 def formatter_check(answers: dict[str, Any], path: Path, project: Path) -> list[str]:
@@ -182,6 +133,7 @@ def service_gates(answers: dict[str, Any], mypy_cache: Path) -> dict[str, list[s
     return gates
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("answers", answer_sets(), ids=answer_set_id)
 def test_service_passes_its_own_gates(
     answers: dict[str, Any],

@@ -1,0 +1,289 @@
+"""Faults and bad input on rendered services, against real PostgreSQL.
+
+Each test is one case of docs/reliability.md: a clear message for the person
+at the terminal, nothing lost, nothing secret leaked.
+"""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import URL, create_engine, text
+
+from tests.alembic_cli import Alembic
+from tests.conftest import (
+    ADMIN_DRIVER,
+    AWKWARD_PASSWORD,
+    QUESTIONS_FILE,
+    schema_snapshot,
+    settings_env,
+)
+from tests.rendering import render_service
+from tests.test_service import BOOKINGS_MODEL
+
+pytestmark = pytest.mark.reliability
+DRIVERS = ["asyncpg", "psycopg"]
+USERS_REVISION = "9b4f7c1e0a62"
+HEAD_REVISION = "e07a3d5c8b19"
+
+
+def add_bookings_model(project: Path) -> None:
+    (project / "src" / "models" / "bookings.py").write_text(
+        BOOKINGS_MODEL.format(code_dir="src")
+    )
+
+
+def execute(url: URL, *statements: str) -> None:
+    engine = create_engine(url.set(drivername=ADMIN_DRIVER))
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("db_driver", DRIVERS)
+def test_awkward_password_works_in_every_command(
+    db_driver: str, tmp_path: Path, owned_database_url: URL
+) -> None:
+    project = render_service(tmp_path / "service", db_driver=db_driver)
+    alembic = Alembic(project, **settings_env(owned_database_url))
+
+    outputs = alembic.batch("upgrade head", "check", "downgrade -1", "upgrade head")
+    add_bookings_model(project)
+    outputs.append(alembic("revision", "--autogenerate", "-m", "Add bookings"))
+    outputs.append(alembic("upgrade", "head"))
+    outputs.append(alembic("upgrade", "head", "--sql"))
+    outputs.append(alembic("downgrade", "head:base", "--sql"))
+    # The same password inside one DATABASE_URL, percent-encoded as URLs require.
+    as_url = Alembic(project, database_url=owned_database_url)
+    outputs.append(as_url("current"))
+
+    assert "No new upgrade operations detected" in outputs[1]
+    assert "CREATE TABLE bookings" in outputs[6]
+    assert outputs[-1].startswith(open_revision_id(project, "add_bookings"))
+    wrong_password = settings_env(owned_database_url, DB_PASSWORD="wrong")
+    refused = Alembic(project, **wrong_password).run("current")
+    assert refused.returncode != 0
+    assert "password authentication failed" in refused.stderr
+    for output in [*outputs, refused.stdout, refused.stderr]:
+        assert AWKWARD_PASSWORD not in output
+
+
+def open_revision_id(project: Path, slug: str) -> str:
+    (revision,) = project.rglob(f"versions/*{slug}.py")
+    return revision.name.split("-")[-1].split("_")[0]
+
+
+def test_missing_settings_give_one_short_error(tmp_path: Path) -> None:
+    project = render_service(tmp_path / "service")
+
+    result = Alembic(project, DB_PASSWORD=AWKWARD_PASSWORD).run("upgrade", "head")
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "set DATABASE_URL, or DB_HOST, DB_USER, DB_NAME" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
+    assert AWKWARD_PASSWORD not in result.stderr
+
+
+def test_invalid_settings_name_the_variable_not_the_password(tmp_path: Path) -> None:
+    project = render_service(tmp_path / "service")
+    env = {
+        "DB_HOST": "localhost",
+        "DB_PORT": "not-a-port",
+        "DB_USER": "app",
+        "DB_NAME": "app",
+        "DB_PASSWORD": AWKWARD_PASSWORD,
+    }
+
+    result = Alembic(project, **env).run("upgrade", "head")
+    broken_url = Alembic(project, DATABASE_URL=f"mysql://a:{AWKWARD_PASSWORD}@h/db")
+    url_result = broken_url.run("upgrade", "head")
+
+    assert result.returncode != 0 and url_result.returncode != 0
+    assert "DB_PORT: Input should be a valid integer" in result.stderr
+    assert "DATABASE_URL" in url_result.stderr
+    for output in (result.stderr, url_result.stderr):
+        assert "Traceback" not in output
+        assert AWKWARD_PASSWORD not in output
+
+
+@pytest.mark.parametrize("db_driver", DRIVERS)
+def test_server_that_never_answers_fails_within_seconds(
+    db_driver: str, tmp_path: Path
+) -> None:
+    project = render_service(tmp_path / "service", db_driver=db_driver)
+    # Accepts TCP connections (the kernel does) and never says a word.
+    with socket.socket() as silent_server:
+        silent_server.bind(("127.0.0.1", 0))
+        silent_server.listen()
+        port = silent_server.getsockname()[1]
+        env = settings_env(
+            URL.create("postgresql", host="127.0.0.1", port=port, database="app"),
+            DB_CONNECT_TIMEOUT="2",
+            DB_PASSWORD=AWKWARD_PASSWORD,
+        )
+        started = time.monotonic()
+        result = Alembic(project, **env).run("upgrade", "head")
+        elapsed = time.monotonic() - started
+
+    assert result.returncode != 0
+    assert f"Cannot connect to PostgreSQL at 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert AWKWARD_PASSWORD not in result.stderr
+    assert elapsed < 15, f"took {elapsed:.1f}s"
+
+
+def test_refused_connection_names_host_and_port(tmp_path: Path) -> None:
+    project = render_service(tmp_path / "service")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    env = settings_env(URL.create("postgresql", host="127.0.0.1", port=closed_port))
+
+    result = Alembic(project, **env).run("current")
+
+    assert result.returncode != 0
+    assert f"Cannot connect to PostgreSQL at 127.0.0.1:{closed_port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failing_revision_rolls_back_completely(
+    tmp_path: Path, database_url: URL
+) -> None:
+    project = render_service(tmp_path / "service")
+    alembic = Alembic(project, database_url)
+    alembic("upgrade", USERS_REVISION)
+    execute(
+        database_url,
+        "INSERT INTO users (email, hashed_password) VALUES ('a@example.com', 'x')",
+        "INSERT INTO users (email, hashed_password) VALUES ('a@example.com', 'y')",
+    )
+    before = schema_snapshot(database_url)
+
+    result = alembic.run("upgrade", "head")
+
+    assert result.returncode != 0
+    assert "rolled back; the database is unchanged" in result.stderr
+    assert 'could not create unique index "uq_users_email"' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert schema_snapshot(database_url) == before
+
+
+SLOW_REVISION = '''\
+"""Slow data migration"""
+
+from alembic import op
+
+revision = "5a0e5a0e5a0e"
+down_revision = "e07a3d5c8b19"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Long enough that replicas starting together are inside it at once.
+    op.execute("SELECT pg_sleep(1)")
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def test_replicas_upgrading_together_apply_each_revision_once(
+    tmp_path: Path, database_url: URL
+) -> None:
+    project = render_service(tmp_path / "service")
+    (versions,) = project.rglob("versions")
+    (versions / "5a0e5a0e5a0e_slow_data_migration.py").write_text(SLOW_REVISION)
+    alembic = Alembic(project, database_url)
+
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            cwd=project,
+            env=alembic.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    logs = [replica.communicate() for replica in replicas]
+
+    assert [replica.returncode for replica in replicas] == [0, 0, 0, 0], logs
+    combined = "".join(stderr for _, stderr in logs)
+    for revision in ("c3a1f9e2b7d4", USERS_REVISION, HEAD_REVISION, "5a0e5a0e5a0e"):
+        assert combined.count(f"-> {revision},") == 1, combined
+    assert alembic("current").startswith("5a0e5a0e5a0e (head)")
+
+
+def test_migration_behind_a_long_transaction_fails_fast(
+    tmp_path: Path, database_url: URL
+) -> None:
+    project = render_service(tmp_path / "service")
+    alembic = Alembic(project, database_url, MIGRATION_LOCK_TIMEOUT_MS="500")
+    alembic("upgrade", USERS_REVISION)
+    before = schema_snapshot(database_url)
+
+    engine = create_engine(database_url.set(drivername=ADMIN_DRIVER))
+    try:
+        with engine.connect() as long_transaction:
+            # An open transaction that has read `users` holds a lock on it.
+            long_transaction.execute(text("SELECT count(*) FROM users"))
+            started = time.monotonic()
+            result = alembic.run("upgrade", "head")
+            elapsed = time.monotonic() - started
+            long_transaction.rollback()
+    finally:
+        engine.dispose()
+
+    assert result.returncode != 0
+    assert "lock_timeout (500 ms) expired" in result.stderr
+    assert "ALTER TABLE users ADD CONSTRAINT uq_users_email" in result.stderr
+    assert elapsed < 10, f"took {elapsed:.1f}s"
+    assert schema_snapshot(database_url) == before
+
+
+def test_no_secret_in_answers_file_or_alembic_ini(tmp_path: Path) -> None:
+    project = render_service(tmp_path / "service")
+
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    questions = yaml.safe_load(QUESTIONS_FILE.read_text())
+    ini = (project / "alembic.ini").read_text()
+
+    assert {key for key in answers if not key.startswith("_")} <= set(questions)
+    assert not [key for key in answers if "password" in key or "url" in key]
+    assert "sqlalchemy.url" not in ini and "postgresql" not in ini
+
+
+def test_settings_repr_and_url_hide_the_password(tmp_path: Path) -> None:
+    project = render_service(tmp_path / "service")
+    show = (
+        "from src.config import get_settings; s = get_settings(); "
+        "print(repr(s)); print(s); print(s.sqlalchemy_url); "
+        "print(repr(s.sqlalchemy_url))"
+    )
+    env = settings_env(URL.create("postgresql", host="db", database="app"))
+    env["DB_PASSWORD"] = AWKWARD_PASSWORD
+    alembic = Alembic(project, **env)
+
+    result = subprocess.run(
+        [sys.executable, "-c", show],
+        cwd=project,
+        env=alembic.env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "db_password=SecretStr('**********')" in result.stdout
+    assert AWKWARD_PASSWORD not in result.stdout
+    assert "p%25a%40s" not in result.stdout
