@@ -1,0 +1,251 @@
+"""`copier update` on services that already exist and have their own work.
+
+Done the way Copier tests itself: a temporary git repository of the template,
+tagged, rendered into a service committed to git, changed and tagged again,
+then `run_update`.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from copier import run_copy, run_update
+from sqlalchemy import URL
+
+from tests.alembic_cli import Alembic
+from tests.rendering import TEMPLATE_ROOT
+from tests.test_service import BOOKINGS_MODEL
+
+EXAMPLE_REVISIONS = 4
+
+
+def git(cwd: Path, *arguments: str) -> str:
+    result = subprocess.run(
+        ["git", *arguments], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def commit_all(repository: Path, message: str) -> None:
+    git(repository, "add", "-A")
+    git(repository, "commit", "-q", "-m", message)
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} is not exactly once in {path}"
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture
+def template_repository(tmp_path: Path) -> Path:
+    """This working tree's template as a git repository tagged v0.1.0."""
+    repository = tmp_path / "template-repository"
+    repository.mkdir()
+    shutil.copy(TEMPLATE_ROOT / "copier.yml", repository)
+    shutil.copytree(TEMPLATE_ROOT / "template", repository / "template")
+    git(repository, "init", "-q")
+    git(repository, "config", "user.email", "template@example.com")
+    git(repository, "config", "user.name", "Template")
+    commit_all(repository, "Release 0.1.0")
+    git(repository, "tag", "v0.1.0")
+    return repository
+
+
+def release(repository: Path, tag: str) -> None:
+    commit_all(repository, f"Release {tag}")
+    git(repository, "tag", tag)
+
+
+def render_committed_service(template: Path, destination: Path, **answers: object) -> Path:
+    run_copy(str(template), destination, data=answers, defaults=True, quiet=True)
+    git(destination, "init", "-q")
+    git(destination, "config", "user.email", "team@example.com")
+    git(destination, "config", "user.name", "Team")
+    commit_all(destination, "Render the service")
+    return destination
+
+
+def update(service: Path, **answers: object) -> None:
+    run_update(
+        service,
+        data=answers,
+        defaults=True,
+        overwrite=True,
+        quiet=True,
+        skip_answered=True,
+    )
+
+
+def revision_files(service: Path) -> dict[str, bytes]:
+    return {
+        path.name: path.read_bytes()
+        for path in service.rglob("versions/*.py")
+    }
+
+
+def add_bookings_with_revision(service: Path, alembic: Alembic) -> None:
+    models = service / "src" / "models"
+    (models / "bookings.py").write_text(BOOKINGS_MODEL.format(code_dir="src"))
+    alembic("upgrade", "head")
+    alembic("revision", "--autogenerate", "-m", "Add bookings")
+
+
+def test_update_applies_template_changes_and_keeps_user_work(
+    template_repository: Path, tmp_path: Path, database_url: URL
+) -> None:
+    service = render_committed_service(template_repository, tmp_path / "service")
+    alembic = Alembic(service, database_url)
+    # The team's own work: a model with its revision, an edited env.py line,
+    # a new setting, and a local .env.
+    add_bookings_with_revision(service, alembic)
+    env_py = service / "src" / "migrations" / "env.py"
+    replace_once(
+        env_py,
+        'MIGRATION_LOCK_KEY = "alembic:my-service"',
+        'MIGRATION_LOCK_KEY = "alembic:bookings-service"',
+    )
+    replace_once(
+        service / "src" / "config.py",
+        "    db_connect_timeout: int",
+        '    sentry_dsn: str = ""\n    db_connect_timeout: int',
+    )
+    (service / ".env").write_text("DB_PASSWORD=local-only\n")
+    commit_all(service, "Our work")
+    revisions_before = revision_files(service)
+    # The template's fix, in lines the team did not touch.
+    template = template_repository / "template"
+    replace_once(
+        template / "alembic.ini.jinja",
+        "[alembic]\n",
+        "[alembic]\n# Template 0.2.0 was here.\n",
+    )
+    replace_once(
+        template / "{{migrations_path}}" / "env.py.jinja",
+        "target_metadata = Base.metadata\n",
+        "target_metadata = Base.metadata  # template 0.2.0\n",
+    )
+    release(template_repository, "v0.2.0")
+
+    update(service)
+
+    assert "# Template 0.2.0 was here." in (service / "alembic.ini").read_text()
+    env_text = env_py.read_text()
+    assert "target_metadata = Base.metadata  # template 0.2.0" in env_text
+    assert 'MIGRATION_LOCK_KEY = "alembic:bookings-service"' in env_text
+    assert 'sentry_dsn: str = ""' in (service / "src" / "config.py").read_text()
+    assert (service / "src" / "models" / "bookings.py").exists()
+    assert revision_files(service) == revisions_before
+    assert (service / ".env").read_text() == "DB_PASSWORD=local-only\n"
+    assert "_commit: v0.2.0" in (service / ".copier-answers.yml").read_text()
+    assert "<<<<<<<" not in git(service, "diff")
+    alembic("upgrade", "head")
+    assert "No new upgrade operations detected" in alembic("check")
+
+
+def test_colliding_edits_leave_markers_that_pre_commit_refuses(
+    template_repository: Path, tmp_path: Path
+) -> None:
+    service = render_committed_service(template_repository, tmp_path / "service")
+    env_py = service / "src" / "migrations" / "env.py"
+    lock_line = 'MIGRATION_LOCK_KEY = "alembic:my-service"'
+    replace_once(env_py, lock_line, 'MIGRATION_LOCK_KEY = "alembic:ours"')
+    commit_all(service, "Our lock key")
+    replace_once(
+        template_repository / "template" / "{{migrations_path}}" / "env.py.jinja",
+        'MIGRATION_LOCK_KEY = "alembic:{{ project_name }}"',
+        'MIGRATION_LOCK_KEY = "alembic-migrations:{{ project_name }}"',
+    )
+    release(template_repository, "v0.2.0")
+
+    update(service)
+
+    text = env_py.read_text()
+    assert re.search(
+        r"<<<<<<< .*\n.*alembic:ours.*\n=======\n.*alembic-migrations:my-service.*\n>>>>>>> ",
+        text,
+    ), text
+    hooks = yaml.safe_load((service / ".pre-commit-config.yaml").read_text())
+    (conflict_hook,) = [
+        hook
+        for repository in hooks["repos"]
+        for hook in repository["hooks"]
+        if hook["id"] == "conflict-markers"
+    ]
+    # The hook's command, with the service's tools taken from this environment.
+    command = conflict_hook["entry"].removeprefix("uv run ").split()
+    bin_dir = Path(sys.executable).parent
+    caught = subprocess.run(
+        [str(bin_dir / command[0]), *command[1:], str(env_py)],
+        capture_output=True,
+        text=True,
+    )
+    assert caught.returncode != 0
+    assert "Merge conflict string" in caught.stdout
+
+
+def test_driver_change_switches_dependency_and_url(
+    template_repository: Path, tmp_path: Path, database_url: URL
+) -> None:
+    service = render_committed_service(template_repository, tmp_path / "service")
+
+    update(service, db_driver="psycopg")
+
+    pyproject = (service / "pyproject.toml").read_text()
+    assert '"psycopg[binary]' in pyproject and "asyncpg" not in pyproject
+    config = (service / "src" / "config.py").read_text()
+    assert 'DRIVERNAME = "postgresql+psycopg"' in config
+    alembic = Alembic(service, database_url)
+    alembic("upgrade", "head")
+    assert "No new upgrade operations detected" in alembic("check")
+
+
+def test_formatter_change_switches_the_hook(
+    template_repository: Path, tmp_path: Path
+) -> None:
+    service = render_committed_service(template_repository, tmp_path / "service")
+
+    update(service, formatter="ruff")
+
+    ini = (service / "alembic.ini").read_text()
+    assert "hooks = ruff\nruff.type = module" in ini and "black" not in ini
+    assert "black" not in (service / "pyproject.toml").read_text()
+    assert "ruff format" in (service / ".pre-commit-config.yaml").read_text()
+
+
+def test_file_template_change_names_only_new_revisions(
+    template_repository: Path, tmp_path: Path, database_url: URL
+) -> None:
+    service = render_committed_service(template_repository, tmp_path / "service")
+    revisions_before = revision_files(service)
+    assert len(revisions_before) == EXAMPLE_REVISIONS
+
+    update(service, file_template="plain")
+    commit_all(service, "Plain revision names from now on")
+    add_bookings_with_revision(service, Alembic(service, database_url))
+
+    revisions_after = revision_files(service)
+    new_names = set(revisions_after) - set(revisions_before)
+    assert {name: revisions_after[name] for name in revisions_before} == revisions_before
+    assert len(new_names) == 1
+    assert re.fullmatch(r"[0-9a-f]{12}_add_bookings\.py", new_names.pop())
+
+
+@pytest.mark.parametrize(
+    "layout_change",
+    [{"code_dir": "app"}, {"migrations_dir": "alembic"}, {"migrations_in_code_dir": False}],
+    ids=lambda change: next(iter(change)),
+)
+def test_layout_change_is_refused_with_instructions(
+    layout_change: dict[str, object], template_repository: Path, tmp_path: Path
+) -> None:
+    service = render_committed_service(template_repository, tmp_path / "service")
+
+    with pytest.raises(ValueError, match="copier update cannot move folders"):
+        update(service, **layout_change)
+
+    assert git(service, "status", "--porcelain") == ""
