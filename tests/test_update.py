@@ -249,3 +249,39 @@ def test_layout_change_is_refused_with_instructions(
         update(service, **layout_change)
 
     assert git(service, "status", "--porcelain") == ""
+
+
+def previous_release_commit() -> str:
+    """The newest release in CHANGELOG.md; by commit, so a clone without tags works."""
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    match = re.search(r"^## v\S+ \([^)]*commit ([0-9a-f]{7,40})\)", changelog, re.M)
+    assert match, "CHANGELOG.md names no release commit"
+    return match.group(1)
+
+
+def test_service_from_previous_release_updates_to_head(
+    tmp_path: Path, database_url: URL
+) -> None:
+    service = tmp_path / "service"
+    run_copy(
+        str(TEMPLATE_ROOT),
+        service,
+        defaults=True,
+        quiet=True,
+        vcs_ref=previous_release_commit(),
+    )
+    git(service, "init", "-q")
+    git(service, "config", "user.email", "team@example.com")
+    git(service, "config", "user.name", "Team")
+    commit_all(service, "Render the service from the previous release")
+    alembic = Alembic(service, database_url)
+    add_bookings_with_revision(service, alembic)
+    commit_all(service, "Our work")
+    revisions_before = revision_files(service)
+
+    run_update(service, vcs_ref="HEAD", defaults=True, overwrite=True, quiet=True)
+
+    assert revision_files(service) == revisions_before
+    assert "<<<<<<<" not in git(service, "diff")
+    alembic("upgrade", "head")
+    assert "No new upgrade operations detected" in alembic("check")
