@@ -157,7 +157,7 @@ def test_service_passes_its_own_gates(
         if result.returncode != 0:
             failures[gate] = result.stdout + result.stderr
         if gate == "tests":
-            expected = "9 passed" if answers["example_models"] else "6 passed"
+            expected = "7 passed" if answers["example_models"] else "4 passed"
             assert expected in result.stdout, result.stdout
 
     assert failures == {}
