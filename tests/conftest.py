@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError
 
 # The template's tests drive databases synchronously; services use their own driver.
 ADMIN_DRIVER = "postgresql+psycopg"
@@ -117,15 +118,16 @@ def password_role(postgres_server_url: URL) -> str:
     )
     try:
         with engine.connect() as connection:
-            exists = connection.scalar(
-                text("SELECT 1 FROM pg_roles WHERE rolname = :role"),
-                {"role": PASSWORD_ROLE},
-            )
-            verb = "ALTER" if exists else "CREATE"
             quoted = AWKWARD_PASSWORD.replace("'", "''")
-            connection.execute(
-                text(f"{verb} ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'")
-            )
+            try:
+                connection.execute(
+                    text(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'")
+                )
+            except DBAPIError:
+                # Left by an earlier run, or created by a parallel test worker.
+                connection.execute(
+                    text(f"ALTER ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'")
+                )
             hba_file = Path(connection.scalar(text("SHOW hba_file")))
             # Servers we start trust local logins; this role must use its password.
             # (A server elsewhere is checked by the wrong-password assertion instead.)

