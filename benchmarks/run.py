@@ -237,18 +237,25 @@ def main() -> None:
         figures += command_figures
         figures += bench_migration_tests(work, server, sizes, max(1, runs // 3))
     report = table(figures)
-    per_revision = {
-        label: ours / int(label.split(", ")[1].split()[0])
-        for label, ours, _ in figures if label.startswith("migration tests")
-    }
-    growth = list(per_revision.values())
-    lines = [report, "", "Import cost of `alembic current` in the rendered service (cumulative, s): "
-             + ", ".join(f"{name} {cost:.3f}" for name, cost in imports.items())]
-    if len(growth) >= 2:
+    history = [
+        (int(label.split(", ")[1].split()[0]), ours)
+        for label, ours, _ in figures
+        if label.startswith("migration tests")
+    ]
+    lines = [
+        report,
+        "",
+        "Import cost of `alembic current` in the rendered service (cumulative, s): "
+        + ", ".join(f"{name} {cost:.3f}" for name, cost in imports.items()),
+    ]
+    if len(history) >= 3:
+        # Cost of each added revision between two sizes, fixed costs left out.
+        (_, t0), (n1, t1), (n2, t2) = history[-3], history[-2], history[-1]
+        middle = (t1 - t0) / (n1 - history[-3][0])
+        largest = (t2 - t1) / (n2 - n1)
         lines.append(
-            "Migration tests, seconds per revision: "
-            + ", ".join(f"{label.split(', ')[1]}: {cost:.3f}" for label, cost in per_revision.items())
-            + f"; largest/middle = {growth[-1] / growth[-2]:.2f}x"
+            f"Migration tests, seconds per added revision: up to {n1}: {middle:.4f}, "
+            f"up to {n2}: {largest:.4f} ({largest / middle:.2f}x)"
         )
     if options.suite:
         lines.append(f"Whole template test suite: {bench_suite():.0f} s wall time")

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.rendering import answer_set_id, answer_sets, render_service, rendered_files
 
@@ -38,6 +39,13 @@ def test_render_leaves_nothing_unrendered(answers: dict[str, Any], tmp_path: Pat
     assert (migrations / "env.py").is_file()
     assert (project / "alembic.ini").is_file()
     assert (project / answers["code_dir"] / "models" / "__init__.py").is_file()
+    readme = (project / "README.md").read_text()
+    heading = "## Быстрый старт" if answers["readme_language"] == "ru" else "## Quick start"
+    assert heading in readme
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    steps = [step.get("run") for step in workflow["jobs"]["test"]["steps"]]
+    for command in ("uv run alembic upgrade head", "uv run alembic check", "uv run pytest"):
+        assert command in steps
     revisions = sorted(path.name for path in (migrations / "versions").glob("*.py"))
     assert len(revisions) == (4 if answers["example_models"] else 1)
     if answers["example_models"] and answers["file_template"] == "dated":

@@ -251,29 +251,26 @@ def test_layout_change_is_refused_with_instructions(
     assert git(service, "status", "--porcelain") == ""
 
 
-def previous_release_commit() -> str:
-    """The newest release in CHANGELOG.md; by commit, so a clone without tags works."""
+def release_commits() -> list[str]:
+    """Every release in CHANGELOG.md, by commit, so a clone without tags works."""
     changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
-    match = re.search(r"^## v\S+ \([^)]*commit ([0-9a-f]{7,40})\)", changelog, re.M)
-    assert match, "CHANGELOG.md names no release commit"
-    return match.group(1)
+    commits = re.findall(r"^## v\S+ \([^)]*commit ([0-9a-f]{7,40})\)", changelog, re.M)
+    assert commits, "CHANGELOG.md names no release commit"
+    return commits
 
 
-def test_service_from_previous_release_updates_to_head(
-    tmp_path: Path, database_url: URL
+@pytest.mark.parametrize("release_commit", release_commits())
+def test_service_from_a_release_updates_to_head(
+    release_commit: str, tmp_path: Path, database_url: URL
 ) -> None:
     service = tmp_path / "service"
     run_copy(
-        str(TEMPLATE_ROOT),
-        service,
-        defaults=True,
-        quiet=True,
-        vcs_ref=previous_release_commit(),
+        str(TEMPLATE_ROOT), service, defaults=True, quiet=True, vcs_ref=release_commit
     )
     git(service, "init", "-q")
     git(service, "config", "user.email", "team@example.com")
     git(service, "config", "user.name", "Team")
-    commit_all(service, "Render the service from the previous release")
+    commit_all(service, "Render the service from a release")
     alembic = Alembic(service, database_url)
     add_bookings_with_revision(service, alembic)
     commit_all(service, "Our work")
@@ -285,3 +282,11 @@ def test_service_from_previous_release_updates_to_head(
     assert "<<<<<<<" not in git(service, "diff")
     alembic("upgrade", "head")
     assert "No new upgrade operations detected" in alembic("check")
+    own_tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=service,
+        env={**alembic.env, "TEST_DATABASE_URL": str(database_url.render_as_string(False))},
+        capture_output=True,
+        text=True,
+    )
+    assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
