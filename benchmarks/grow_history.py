@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-MODEL = '''\
+MODEL = """\
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,7 +29,7 @@ class Generated{index}(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50))
-{parent}{columns}'''
+{parent}{columns}"""
 PARENT = (
     "    parent_id: Mapped[int | None] = mapped_column(\n"
     '        ForeignKey("generated_{previous}.id"),\n'
@@ -57,9 +57,7 @@ def main(target: int) -> None:
             tables.append(table)
             message = f"Create table generated_{table}"
         parent = PARENT.format(previous=table - 1) if table > 0 else ""
-        extra = "".join(
-            COLUMN.format(number=n) for n in range(1, columns.get(table, 0) + 1)
-        )
+        extra = "".join(COLUMN.format(number=n) for n in range(1, columns.get(table, 0) + 1))
         name = f"generated_{table:03d}"
         module = Path("src/models") / f"{name}.py"
         module.write_text(MODEL.format(index=table, parent=parent, columns=extra))

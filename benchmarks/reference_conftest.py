@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, make_url, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
 from src.config import DRIVERNAME, get_settings
 
 
@@ -20,9 +19,7 @@ from src.config import DRIVERNAME, get_settings
 def alembic_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[AsyncEngine]:
     server = make_url(os.environ["TEST_DATABASE_URL"])
     name = f"reference_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(
-        server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
+    admin = create_engine(server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(drivername=DRIVERNAME, database=name)

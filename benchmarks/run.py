@@ -27,12 +27,11 @@ from sqlalchemy import URL, create_engine, make_url, text
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPORT = ROOT / "docs" / "benchmarks.md"
+PACKAGES = ("copier", "alembic", "sqlalchemy", "pytest-alembic", "pydantic-settings", "asyncpg")
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True
-    )
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
     return result.stdout + result.stderr
@@ -95,8 +94,18 @@ def render(destination: Path, *options: str) -> Path:
         template.mkdir()
         shutil.copy(ROOT / "copier.yml", template)
         shutil.copytree(ROOT / "template", template / "template")
-    run([str(BIN / "copier"), "copy", "--defaults", "--quiet", *options,
-         str(template), str(destination)], destination.parent)
+    run(
+        [
+            str(BIN / "copier"),
+            "copy",
+            "--defaults",
+            "--quiet",
+            *options,
+            str(template),
+            str(destination),
+        ],
+        destination.parent,
+    )
     return destination
 
 
@@ -107,16 +116,23 @@ def bench_render(work: Path, runs: int) -> list[tuple[str, float, float]]:
     (floor / "copier.yml").write_text("_subdirectory: template\n")
     (floor / "template" / "README.md").write_text("One file.\n")
     target = work / "render"
-    ours = [str(BIN / "copier"), "copy", "--defaults", "--quiet",
-            str(work / "template-copy"), str(target)]
-    reference = [str(BIN / "copier"), "copy", "--defaults", "--quiet",
-                 str(floor), str(target)]
+    ours = [
+        str(BIN / "copier"),
+        "copy",
+        "--defaults",
+        "--quiet",
+        str(work / "template-copy"),
+        str(target),
+    ]
+    reference = [str(BIN / "copier"), "copy", "--defaults", "--quiet", str(floor), str(target)]
     clean = lambda: shutil.rmtree(target, ignore_errors=True)  # noqa: E731
-    return [(
-        "`copier copy`, defaults",
-        median_seconds(ours, work, runs, before=clean),
-        median_seconds(reference, work, runs, before=clean),
-    )]
+    return [
+        (
+            "`copier copy`, defaults",
+            median_seconds(ours, work, runs, before=clean),
+            median_seconds(reference, work, runs, before=clean),
+        )
+    ]
 
 
 def reference_project(service: Path, work: Path, url: URL) -> Path:
@@ -131,33 +147,44 @@ def reference_project(service: Path, work: Path, url: URL) -> Path:
     for revision in (service / "src" / "migrations" / "versions").glob("*.py"):
         shutil.copy(revision, project / "migrations" / "versions")
     env_py = project / "migrations" / "env.py"
-    env_py.write_text(env_py.read_text().replace(
-        "target_metadata = None",
-        "from src.models import Base\ntarget_metadata = Base.metadata",
-    ))
+    env_py.write_text(
+        env_py.read_text().replace(
+            "target_metadata = None",
+            "from src.models import Base\ntarget_metadata = Base.metadata",
+        )
+    )
     ini = project / "alembic.ini"
     rendered = url.set(drivername="postgresql+asyncpg").render_as_string(False)
-    ini.write_text(re.sub(
-        r"^sqlalchemy.url = .*$",
-        "sqlalchemy.url = " + rendered.replace("%", "%%"),
-        ini.read_text(),
-        flags=re.M,
-    ))
+    ini.write_text(
+        re.sub(
+            r"^sqlalchemy.url = .*$",
+            "sqlalchemy.url = " + rendered.replace("%", "%%"),
+            ini.read_text(),
+            flags=re.M,
+        )
+    )
     return project
 
 
 def import_costs(service: Path, env: dict[str, str]) -> dict[str, float]:
     """Cumulative import time (s) of the packages `alembic current` loads."""
-    output = run([sys.executable, "-X", "importtime", "-m", "alembic", "current"],
-                 service, env)
+    output = run([sys.executable, "-X", "importtime", "-m", "alembic", "current"], service, env)
     costs = {}
     for line in output.splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
         if match and len(match.group(2)) <= 3:
             costs[match.group(3)] = int(match.group(1)) / 1e6
-    wanted = ("alembic", "sqlalchemy", "sqlalchemy.ext.asyncio", "asyncpg",
-              "pydantic", "pydantic_settings", "src.config", "src.database",
-              "src.models")
+    wanted = (
+        "alembic",
+        "sqlalchemy",
+        "sqlalchemy.ext.asyncio",
+        "asyncpg",
+        "pydantic",
+        "pydantic_settings",
+        "src.config",
+        "src.database",
+        "src.models",
+    )
     return {name: costs[name] for name in wanted if name in costs}
 
 
@@ -165,8 +192,9 @@ def bench_commands(
     work: Path, server: URL, runs: int
 ) -> tuple[list[tuple[str, float, float]], dict[str, float]]:
     service = render(work / "service")
-    service_env = as_env(DATABASE_URL=new_database(server, "bench_service")
-                         .render_as_string(hide_password=False))
+    service_env = as_env(
+        DATABASE_URL=new_database(server, "bench_service").render_as_string(hide_password=False)
+    )
     reference = reference_project(service, work, new_database(server, "bench_bare"))
     alembic = [sys.executable, "-m", "alembic"]
     figures = []
@@ -178,7 +206,9 @@ def bench_commands(
     ):
         timings = []
         for project, env in ((service, service_env), (reference, as_env())):
-            prepare = (lambda p=project, e=env, b=before: run([*alembic, *b], p, e)) if before else None
+            prepare = None
+            if before:
+                prepare = lambda p=project, e=env, b=before: run([*alembic, *b], p, e)  # noqa: E731
             timings.append(median_seconds([*alembic, *arguments], project, runs, env, prepare))
         figures.append((label, *timings))
     return figures, import_costs(service, service_env)
@@ -192,18 +222,29 @@ def bench_migration_tests(
     for size in sizes:
         project = render(work / f"history-{size}", "--data", "formatter=none")
         database = new_database(server, f"bench_history_{size}")
-        run([sys.executable, str(ROOT / "benchmarks" / "grow_history.py"), str(size)],
-            project, as_env(DATABASE_URL=database.render_as_string(False),
-                            PYTHONPATH=str(project)))
+        run(
+            [sys.executable, str(ROOT / "benchmarks" / "grow_history.py"), str(size)],
+            project,
+            as_env(DATABASE_URL=database.render_as_string(False), PYTHONPATH=str(project)),
+        )
         (project / "reference_tests").mkdir()
-        shutil.copy(ROOT / "benchmarks" / "reference_conftest.py",
-                    project / "reference_tests" / "conftest.py")
+        shutil.copy(
+            ROOT / "benchmarks" / "reference_conftest.py",
+            project / "reference_tests" / "conftest.py",
+        )
         pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         ours = median_seconds([*pytest, "tests/test_migrations.py"], project, runs, test_env)
         reference = median_seconds(
-            [*pytest, "--test-alembic", "--alembic-tests-path",
-             "reference_tests/conftest.py", "reference_tests/conftest.py"],
-            project, runs, test_env,
+            [
+                *pytest,
+                "--test-alembic",
+                "--alembic-tests-path",
+                "reference_tests/conftest.py",
+                "reference_tests/conftest.py",
+            ],
+            project,
+            runs,
+            test_env,
         )
         figures.append((f"migration tests, {size} revisions", ours, reference))
     return figures
@@ -263,7 +304,7 @@ def main() -> None:
     if not options.quick:
         machine = (
             f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-            + ", ".join(f"{p} {version(p)}" for p in ("copier", "alembic", "sqlalchemy", "pytest-alembic", "pydantic-settings", "asyncpg"))
+            + ", ".join(f"{package} {version(package)}" for package in PACKAGES)
         )
         # The hand-written analysis below the figures survives a new run.
         analysis = ""

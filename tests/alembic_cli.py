@@ -14,9 +14,7 @@ ALEMBIC_BATCH = Path(__file__).with_name("alembic_batch.py")
 class Alembic:
     """The `alembic` command line, run in a rendered project against one database."""
 
-    def __init__(
-        self, project: Path, database_url: URL | None = None, **settings: str
-    ) -> None:
+    def __init__(self, project: Path, database_url: URL | None = None, **settings: str) -> None:
         """Settings come from `database_url` (as DATABASE_URL) and/or `settings`
         (e.g. DB_HOST=...), and from nothing else in this process's environment."""
         self.project = project
@@ -26,9 +24,7 @@ class Alembic:
             if not name.startswith(("DB_", "DATABASE_URL", "MIGRATION_"))
         }
         if database_url is not None:
-            self.env["DATABASE_URL"] = database_url.render_as_string(
-                hide_password=False
-            )
+            self.env["DATABASE_URL"] = database_url.render_as_string(hide_password=False)
         self.env.update(settings)
 
     def run(self, *arguments: str) -> subprocess.CompletedProcess[str]:

@@ -37,9 +37,7 @@ def postgres_server_url() -> Iterator[URL]:
 
 
 def run_outside_transaction(server_url: URL, statement: str) -> None:
-    engine = create_engine(
-        server_url.set(drivername=ADMIN_DRIVER), isolation_level="AUTOCOMMIT"
-    )
+    engine = create_engine(server_url.set(drivername=ADMIN_DRIVER), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
             connection.execute(text(statement))
@@ -66,7 +64,6 @@ def public_tables(url: URL) -> set[str]:
             return {row[0] for row in rows}
     finally:
         engine.dispose()
-
 
 
 SNAPSHOT_QUERIES = {
@@ -120,14 +117,10 @@ def password_role(postgres_server_url: URL) -> str:
         with engine.connect() as connection:
             quoted = AWKWARD_PASSWORD.replace("'", "''")
             try:
-                connection.execute(
-                    text(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'")
-                )
+                connection.execute(text(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"))
             except DBAPIError:
                 # Left by an earlier run, or created by a parallel test worker.
-                connection.execute(
-                    text(f"ALTER ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'")
-                )
+                connection.execute(text(f"ALTER ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"))
             hba_file = Path(connection.scalar(text("SHOW hba_file")))
             # Servers we start trust local logins; this role must use its password.
             # (A server elsewhere is checked by the wrong-password assertion instead.)
@@ -147,12 +140,8 @@ def password_role(postgres_server_url: URL) -> str:
 def owned_database_url(postgres_server_url: URL, password_role: str) -> Iterator[URL]:
     """A new database owned by the password role, with its password in the URL."""
     name = f"template_test_{uuid.uuid4().hex[:12]}"
-    run_outside_transaction(
-        postgres_server_url, f'CREATE DATABASE "{name}" OWNER {password_role}'
-    )
-    yield postgres_server_url.set(
-        database=name, username=password_role, password=AWKWARD_PASSWORD
-    )
+    run_outside_transaction(postgres_server_url, f'CREATE DATABASE "{name}" OWNER {password_role}')
+    yield postgres_server_url.set(database=name, username=password_role, password=AWKWARD_PASSWORD)
     run_outside_transaction(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 

@@ -47,7 +47,7 @@ def answer_sets() -> list[dict[str, Any]]:
     crossed_values = [question_values(name) for name in CROSSED]
     sets = []
     for combination in itertools.product(*crossed_values):
-        answers = dict(zip(CROSSED, combination))
+        answers = dict(zip(CROSSED, combination, strict=True))
         for name in others:
             answers[name] = QUESTIONS[name]["default"]
         sets.append(answers)
@@ -55,7 +55,7 @@ def answer_sets() -> list[dict[str, Any]]:
         values = question_values(name)
         rest = [*values[1:], *spread.choices(values, k=len(sets) - len(values))]
         spread.shuffle(rest)
-        for answers, value in zip(sets[1:], rest):
+        for answers, value in zip(sets[1:], rest, strict=True):
             answers[name] = value
     return sets
 

@@ -15,9 +15,7 @@ def test_benchmarks_run_in_quick_mode(postgres_server_url: URL) -> None:
         cwd=TEMPLATE_ROOT,
         env={
             **os.environ,
-            "TEST_DATABASE_URL": postgres_server_url.render_as_string(
-                hide_password=False
-            ),
+            "TEST_DATABASE_URL": postgres_server_url.render_as_string(hide_password=False),
         },
         capture_output=True,
         text=True,

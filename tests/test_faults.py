@@ -32,9 +32,7 @@ HEAD_REVISION = "e07a3d5c8b19"
 
 
 def add_bookings_model(project: Path) -> None:
-    (project / "src" / "models" / "bookings.py").write_text(
-        BOOKINGS_MODEL.format(code_dir="src")
-    )
+    (project / "src" / "models" / "bookings.py").write_text(BOOKINGS_MODEL.format(code_dir="src"))
 
 
 def execute(url: URL, *statements: str) -> None:
@@ -115,9 +113,7 @@ def test_invalid_settings_name_the_variable_not_the_password(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("db_driver", DRIVERS)
-def test_server_that_never_answers_fails_within_seconds(
-    db_driver: str, tmp_path: Path
-) -> None:
+def test_server_that_never_answers_fails_within_seconds(db_driver: str, tmp_path: Path) -> None:
     project = render_service(tmp_path / "service", db_driver=db_driver)
     # Accepts TCP connections (the kernel does) and never says a word.
     with socket.socket() as silent_server:
@@ -154,9 +150,7 @@ def test_refused_connection_names_host_and_port(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_failing_revision_rolls_back_completely(
-    tmp_path: Path, database_url: URL
-) -> None:
+def test_failing_revision_rolls_back_completely(tmp_path: Path, database_url: URL) -> None:
     project = render_service(tmp_path / "service")
     alembic = Alembic(project, database_url)
     alembic("upgrade", USERS_REVISION)
@@ -225,9 +219,7 @@ def test_replicas_upgrading_together_apply_each_revision_once(
     assert alembic("current").startswith("5a0e5a0e5a0e (head)")
 
 
-def test_migration_behind_a_long_transaction_fails_fast(
-    tmp_path: Path, database_url: URL
-) -> None:
+def test_migration_behind_a_long_transaction_fails_fast(tmp_path: Path, database_url: URL) -> None:
     project = render_service(tmp_path / "service")
     alembic = Alembic(project, database_url, MIGRATION_LOCK_TIMEOUT_MS="500")
     alembic("upgrade", USERS_REVISION)

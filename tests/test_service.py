@@ -7,7 +7,6 @@ finally made to run its own test suite.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from tests.alembic_cli import Alembic
 from tests.conftest import public_tables
 from tests.rendering import answer_set_id, answer_sets, render_service
 
-BOOKINGS_MODEL = '''\
+BOOKINGS_MODEL = """\
 from datetime import date
 
 from sqlalchemy import String
@@ -36,7 +35,7 @@ class Booking(Base):
     guest_name: Mapped[str] = mapped_column(String(100))
     date_from: Mapped[date]
     date_to: Mapped[date]
-'''
+"""
 DATED_NAME = re.compile(r"^\d{4}_\d{2}_\d{2}_\d{4}-[0-9a-f]{12}_add_bookings\.py$")
 PLAIN_NAME = re.compile(r"^[0-9a-f]{12}_add_bookings\.py$")
 
@@ -87,9 +86,7 @@ def test_service_migrates_and_finds_new_models(
     (models / "bookings.py").write_text(BOOKINGS_MODEL.format(**answers))
     alembic("revision", "--autogenerate", "-m", "Add bookings")
 
-    versions = [
-        path for path in project.rglob("versions/*.py") if "add_bookings" in path.name
-    ]
+    versions = [path for path in project.rglob("versions/*.py") if "add_bookings" in path.name]
     assert len(versions) == 1
     revision = versions[0]
     expected_name = DATED_NAME if answers["file_template"] == "dated" else PLAIN_NAME

@@ -61,8 +61,10 @@ def release(repository: Path, tag: str) -> None:
     git(repository, "tag", tag)
 
 
-def render_committed_service(template: Path, destination: Path, **answers: object) -> Path:
-    run_copy(str(template), destination, data=answers, defaults=True, quiet=True)
+def render_committed_service(
+    template: Path, destination: Path, vcs_ref: str | None = None, **answers: object
+) -> Path:
+    run_copy(str(template), destination, data=answers, defaults=True, quiet=True, vcs_ref=vcs_ref)
     git(destination, "init", "-q")
     git(destination, "config", "user.email", "team@example.com")
     git(destination, "config", "user.name", "Team")
@@ -82,10 +84,7 @@ def update(service: Path, **answers: object) -> None:
 
 
 def revision_files(service: Path) -> dict[str, bytes]:
-    return {
-        path.name: path.read_bytes()
-        for path in service.rglob("versions/*.py")
-    }
+    return {path.name: path.read_bytes() for path in service.rglob("versions/*.py")}
 
 
 def add_bookings_with_revision(service: Path, alembic: Alembic) -> None:
@@ -204,9 +203,7 @@ def test_driver_change_switches_dependency_and_url(
     assert "No new upgrade operations detected" in alembic("check")
 
 
-def test_formatter_change_switches_the_hook(
-    template_repository: Path, tmp_path: Path
-) -> None:
+def test_formatter_change_switches_the_hook(template_repository: Path, tmp_path: Path) -> None:
     service = render_committed_service(template_repository, tmp_path / "service")
 
     update(service, formatter="ruff")
@@ -263,14 +260,7 @@ def release_commits() -> list[str]:
 def test_service_from_a_release_updates_to_head(
     release_commit: str, tmp_path: Path, database_url: URL
 ) -> None:
-    service = tmp_path / "service"
-    run_copy(
-        str(TEMPLATE_ROOT), service, defaults=True, quiet=True, vcs_ref=release_commit
-    )
-    git(service, "init", "-q")
-    git(service, "config", "user.email", "team@example.com")
-    git(service, "config", "user.name", "Team")
-    commit_all(service, "Render the service from a release")
+    service = render_committed_service(TEMPLATE_ROOT, tmp_path / "service", vcs_ref=release_commit)
     alembic = Alembic(service, database_url)
     add_bookings_with_revision(service, alembic)
     commit_all(service, "Our work")
