@@ -131,7 +131,11 @@ def test_refused_connection_names_host_and_port(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_failing_revision_rolls_back_completely(tmp_path: Path, database_url: URL) -> None:
+def test_failing_online_revision_says_what_stays_and_runs_again(
+    tmp_path: Path, database_url: URL
+) -> None:
+    """"Make email unique" builds its index CONCURRENTLY, which commits: a
+    failure there cannot be rolled back, and the message must not say so."""
     project = render_service(tmp_path / "service")
     alembic = Alembic(project, database_url)
     alembic("upgrade", USERS_REVISION)
@@ -143,16 +147,37 @@ def test_failing_revision_rolls_back_completely(tmp_path: Path, database_url: UR
     before = schema_snapshot(database_url)
 
     result = alembic.run("upgrade", "head")
+    after = schema_snapshot(database_url)
+    execute(database_url, "DELETE FROM users WHERE hashed_password = 'y'")
+    alembic("upgrade", "head")
 
     assert result.returncode != 0
-    assert "rolled back; the database is unchanged" in result.stderr
-    assert 'could not create unique index "uq_users_email"' in result.stderr
     assert "Traceback" not in result.stderr
-    assert schema_snapshot(database_url) == before
+    assert "unchanged" not in result.stderr
+    assert f"the database is at {USERS_REVISION}" in result.stderr
+    assert 'could not create unique index "uq_users_email"' in result.stderr
+    assert (after["version"], after["users"]) == (before["version"], before["users"])
+    assert index_validity(database_url, "users") == {"pk_users": True, "uq_users_email": True}
 
 
-SLOW_REVISION = '''\
-"""Slow data migration"""
+def index_validity(url: URL, table: str) -> dict[str, bool]:
+    engine = create_engine(url.set(drivername=ADMIN_DRIVER))
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+                    "WHERE indrelid = CAST(:table AS regclass)"
+                ),
+                {"table": table},
+            )
+            return {name: valid for name, valid in rows}
+    finally:
+        engine.dispose()
+
+
+CONCURRENT_INDEX_REVISION = '''\
+"""Index hotel titles"""
 
 from alembic import op
 
@@ -161,10 +186,28 @@ down_revision = "e07a3d5c8b19"
 branch_labels = None
 depends_on = None
 
+PROBE = """
+INSERT INTO session_probe
+SELECT '{place}',
+    (SELECT count(*) FROM pg_locks
+     WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+    current_setting('lock_timeout'),
+    current_setting('statement_timeout')
+"""
+
 
 def upgrade() -> None:
-    # Long enough that replicas starting together are inside it at once.
+    op.execute("CREATE TABLE session_probe (place text, advisory_locks bigint, "
+               "lock_timeout text, statement_timeout text)")
+    # Long enough that replicas starting together all wait for the lock.
     op.execute("SELECT pg_sleep(1)")
+    op.execute(PROBE.format(place="before"))
+    with op.get_context().autocommit_block():
+        op.execute(PROBE.format(place="inside"))
+        op.create_index(
+            "ix_hotels_title", "hotels", ["title"], postgresql_concurrently=True
+        )
+    op.execute(PROBE.format(place="after"))
 
 
 def downgrade() -> None:
@@ -172,13 +215,20 @@ def downgrade() -> None:
 '''
 
 
-def test_replicas_upgrading_together_apply_each_revision_once(
+def test_replicas_upgrading_together_through_a_concurrent_index(
     tmp_path: Path, database_url: URL
 ) -> None:
+    """The lock and the timeouts hold across the autocommit block, and the
+    replicas waiting for the lock do not stall the concurrent index build."""
     project = render_service(tmp_path / "service")
     (versions,) = project.rglob("versions")
-    (versions / "5a0e5a0e5a0e_slow_data_migration.py").write_text(SLOW_REVISION)
-    alembic = Alembic(project, database_url)
+    (versions / "5a0e5a0e5a0e_index_hotel_titles.py").write_text(CONCURRENT_INDEX_REVISION)
+    alembic = Alembic(
+        project,
+        database_url,
+        MIGRATION_LOCK_TIMEOUT_MS="1234",
+        MIGRATION_STATEMENT_TIMEOUT_MS="56789",
+    )
 
     replicas = [
         subprocess.Popen(
@@ -198,12 +248,51 @@ def test_replicas_upgrading_together_apply_each_revision_once(
     for revision in ("c3a1f9e2b7d4", USERS_REVISION, HEAD_REVISION, "5a0e5a0e5a0e"):
         assert combined.count(f"-> {revision},") == 1, combined
     assert alembic("current").startswith("5a0e5a0e5a0e (head)")
+    assert index_validity(database_url, "hotels") == {"pk_hotels": True, "ix_hotels_title": True}
+    engine = create_engine(database_url.set(drivername=ADMIN_DRIVER))
+    try:
+        with engine.connect() as connection:
+            probes = connection.execute(text("SELECT * FROM session_probe")).all()
+            advisory_locks_left = connection.scalar(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            )
+    finally:
+        engine.dispose()
+    assert sorted(tuple(row) for row in probes) == [
+        ("after", 1, "1234ms", "56789ms"),
+        ("before", 1, "1234ms", "56789ms"),
+        ("inside", 1, "1234ms", "56789ms"),
+    ]
+    assert advisory_locks_left == 0
+
+
+NEW_COLUMN_REVISION = '''\
+"""Add nickname to users"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "6b1f6b1f6b1f"
+down_revision = "e07a3d5c8b19"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("users", sa.Column("nickname", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("users", "nickname")
+'''
 
 
 def test_migration_behind_a_long_transaction_fails_fast(tmp_path: Path, database_url: URL) -> None:
     project = render_service(tmp_path / "service")
+    (versions,) = project.rglob("versions")
+    (versions / "6b1f6b1f6b1f_add_nickname_to_users.py").write_text(NEW_COLUMN_REVISION)
     alembic = Alembic(project, database_url, MIGRATION_LOCK_TIMEOUT_MS="500")
-    alembic("upgrade", USERS_REVISION)
+    alembic("upgrade", HEAD_REVISION)
     before = schema_snapshot(database_url)
 
     engine = create_engine(database_url.set(drivername=ADMIN_DRIVER))
@@ -219,8 +308,9 @@ def test_migration_behind_a_long_transaction_fails_fast(tmp_path: Path, database
         engine.dispose()
 
     assert result.returncode != 0
+    assert "rolled back; the database is unchanged" in result.stderr
     assert "lock_timeout (500 ms) expired" in result.stderr
-    assert "ALTER TABLE users ADD CONSTRAINT uq_users_email" in result.stderr
+    assert "ALTER TABLE users ADD COLUMN nickname" in result.stderr
     assert elapsed < 10, f"took {elapsed:.1f}s"
     assert schema_snapshot(database_url) == before
 
