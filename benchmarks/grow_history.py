@@ -17,18 +17,20 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+# Written the way the template's example models are, so the history is
+# clean for the migration lint.
 MODEL = """\
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
-from src.models.base import Base
+from src.models.base import Base, IdentityKey
 
 
 class Generated{index}(Base):
     __tablename__ = "generated_{index}"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
+    id: Mapped[IdentityKey]
+    name: Mapped[str]
 {parent}{columns}"""
 PARENT = (
     "    parent_id: Mapped[int | None] = mapped_column(\n"

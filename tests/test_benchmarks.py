@@ -27,6 +27,6 @@ def test_benchmarks_run_in_quick_mode(postgres_server_url: URL) -> None:
         "`alembic current`",
         "`alembic upgrade head` (4 revisions)",
         "migration tests, 4 revisions",
-        "migration tests, 8 revisions",
+        "migration lint, 4 revisions",
     ):
         assert f"| {figure} |" in result.stdout, result.stdout

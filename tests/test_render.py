@@ -44,7 +44,12 @@ def test_render_leaves_nothing_unrendered(answers: dict[str, Any], tmp_path: Pat
     assert heading in readme
     workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
     steps = [step.get("run") for step in workflow["jobs"]["test"]["steps"]]
-    for command in ("uv run alembic upgrade head", "uv run alembic check", "uv run pytest"):
+    for command in (
+        "uv run alembic upgrade head",
+        "uv run alembic check",
+        "make lint-migrations",
+        "uv run pytest",
+    ):
         assert command in steps
     revisions = sorted(path.name for path in (migrations / "versions").glob("*.py"))
     assert len(revisions) == (4 if answers["example_models"] else 1)

@@ -161,10 +161,45 @@ def test_service_passes_its_own_gates(
         if result.returncode != 0:
             failures[gate] = result.stdout + result.stderr
         if gate == "tests":
-            expected = "7 passed" if answers["example_models"] else "4 passed"
+            expected = "11 passed" if answers["example_models"] else "8 passed"
             assert expected in result.stdout, result.stdout
 
     assert failures == {}
+
+
+INDEX_REVISION = '''"""Index room titles"""
+
+from alembic import op
+
+revision = "7c2d7c2d7c2d"
+down_revision = "e07a3d5c8b19"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{create_index}
+
+
+def downgrade() -> None:
+    op.drop_index("ix_rooms_title", table_name="rooms")
+'''
+BLOCKING_INDEX = '    op.create_index("ix_rooms_title", "rooms", ["title"])'
+CONCURRENT_INDEX = """\
+    with op.get_context().autocommit_block():
+        op.drop_index(
+            "ix_rooms_title",
+            table_name="rooms",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
+        op.create_index(
+            "ix_rooms_title",
+            "rooms",
+            ["title"],
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )"""
 
 
 def quick_start_lines(readme: str) -> list[str]:
@@ -188,7 +223,7 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
         if name not in ("TEST_DATABASE_URL", "DATABASE_URL", "VIRTUAL_ENV")
     }
 
-    def run(command: str) -> str:
+    def run(command: str, expect_success: bool = True) -> str:
         result = subprocess.run(
             command,
             shell=True,
@@ -197,7 +232,8 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
         )
-        assert result.returncode == 0, f"{command}:\n{result.stdout}{result.stderr}"
+        succeeded = result.returncode == 0
+        assert succeeded == expect_success, f"{command}:\n{result.stdout}{result.stderr}"
         return result.stdout
 
     try:
@@ -207,6 +243,16 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
         assert " passed" in outputs[-1] and "failed" not in outputs[-1]
         assert "e07a3d5c8b19 (head)" in run("uv run alembic current")
         run("make lint")
+        # A team's next revision: an index on a table that already has rows.
+        (versions,) = project.rglob("versions")
+        revision = versions / "2026_02_02_1200-7c2d7c2d7c2d_index_room_titles.py"
+        revision.write_text(INDEX_REVISION.format(create_index=BLOCKING_INDEX))
+        findings = run("make lint-migrations", expect_success=False)
+        assert "require-concurrent-index-creation" in findings
+        assert f"{revision.relative_to(project)}: require-concurrent-index-creation" in findings
+        revision.write_text(INDEX_REVISION.format(create_index=CONCURRENT_INDEX))
+        assert "no findings" in run("make lint-migrations")
+        revision.unlink()
         run("git init -q && git add -A && uv run pre-commit run --all-files")
     finally:
         run("make db-stop")

@@ -21,6 +21,8 @@ from tests.rendering import TEMPLATE_ROOT
 from tests.test_service import add_bookings_model
 
 EXAMPLE_REVISIONS = 4
+# A line that `copier update` added to start an inline conflict.
+CONFLICT_MARKER = re.compile(r"^\+<<<<<<< ", re.MULTILINE)
 
 
 def git(cwd: Path, *arguments: str) -> str:
@@ -87,6 +89,10 @@ def revision_files(service: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in service.rglob("versions/*.py")}
 
 
+def model_files(service: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in service.glob("src/models/*.py")}
+
+
 def add_bookings_with_revision(service: Path, alembic: Alembic) -> None:
     add_bookings_model(service)
     alembic("upgrade", "head")
@@ -98,14 +104,14 @@ def test_update_applies_template_changes_and_keeps_user_work(
 ) -> None:
     service = render_committed_service(template_repository, tmp_path / "service")
     alembic = Alembic(service, database_url)
-    # The team's own work: a model with its revision, an edited env.py line,
+    # The team's own work: a model with its revision, an edited policy line,
     # a new setting, and a local .env.
     add_bookings_with_revision(service, alembic)
-    env_py = service / "src" / "migrations" / "env.py"
+    policy = service / "src" / "migration_policy.py"
     replace_once(
-        env_py,
-        'MIGRATION_LOCK_KEY = "alembic:my-service"',
-        'MIGRATION_LOCK_KEY = "alembic:bookings-service"',
+        policy,
+        'LOCK_KEY = "alembic:my-service"',
+        'LOCK_KEY = "alembic:bookings-service"',
     )
     replace_once(
         service / "src" / "config.py",
@@ -132,15 +138,17 @@ def test_update_applies_template_changes_and_keeps_user_work(
     update(service)
 
     assert "# Template 0.2.0 was here." in (service / "alembic.ini").read_text()
-    env_text = env_py.read_text()
-    assert "target_metadata = Base.metadata  # template 0.2.0" in env_text
-    assert 'MIGRATION_LOCK_KEY = "alembic:bookings-service"' in env_text
+    env_py = service / "src" / "migrations" / "env.py"
+    assert "target_metadata = Base.metadata  # template 0.2.0" in env_py.read_text()
+    assert 'LOCK_KEY = "alembic:bookings-service"' in policy.read_text()
     assert 'sentry_dsn: str = ""' in (service / "src" / "config.py").read_text()
     assert (service / "src" / "models" / "bookings.py").exists()
     assert revision_files(service) == revisions_before
     assert (service / ".env").read_text() == "DB_PASSWORD=local-only\n"
     assert "_commit: v0.2.0" in (service / ".copier-answers.yml").read_text()
-    assert "<<<<<<<" not in git(service, "diff")
+    # Rendered with the lint: every revision stays linted.
+    assert "[tool.lint-migrations]" not in (service / "pyproject.toml").read_text()
+    assert not CONFLICT_MARKER.search(git(service, "diff"))
     alembic("upgrade", "head")
     assert "No new upgrade operations detected" in alembic("check")
 
@@ -149,20 +157,19 @@ def test_colliding_edits_leave_markers_that_pre_commit_refuses(
     template_repository: Path, tmp_path: Path
 ) -> None:
     service = render_committed_service(template_repository, tmp_path / "service")
-    env_py = service / "src" / "migrations" / "env.py"
-    lock_line = 'MIGRATION_LOCK_KEY = "alembic:my-service"'
-    replace_once(env_py, lock_line, 'MIGRATION_LOCK_KEY = "alembic:ours"')
+    policy = service / "src" / "migration_policy.py"
+    replace_once(policy, 'LOCK_KEY = "alembic:my-service"', 'LOCK_KEY = "alembic:ours"')
     commit_all(service, "Our lock key")
     replace_once(
-        template_repository / "template" / "{{migrations_path}}" / "env.py.jinja",
-        'MIGRATION_LOCK_KEY = "alembic:{{ project_name }}"',
-        'MIGRATION_LOCK_KEY = "alembic-migrations:{{ project_name }}"',
+        template_repository / "template" / "{{code_dir}}" / "migration_policy.py.jinja",
+        'LOCK_KEY = "alembic:{{ project_name }}"',
+        'LOCK_KEY = "alembic-migrations:{{ project_name }}"',
     )
     release(template_repository, "v0.2.0")
 
     update(service)
 
-    text = env_py.read_text()
+    text = policy.read_text()
     assert re.search(
         r"<<<<<<< .*\n.*alembic:ours.*\n=======\n.*alembic-migrations:my-service.*\n>>>>>>> ",
         text,
@@ -178,7 +185,7 @@ def test_colliding_edits_leave_markers_that_pre_commit_refuses(
     command = conflict_hook["entry"].removeprefix("uv run ").split()
     bin_dir = Path(sys.executable).parent
     caught = subprocess.run(
-        [str(bin_dir / command[0]), *command[1:], str(env_py)],
+        [str(bin_dir / command[0]), *command[1:], str(policy)],
         capture_output=True,
         text=True,
     )
@@ -264,11 +271,19 @@ def test_service_from_a_release_updates_to_head(
     add_bookings_with_revision(service, alembic)
     commit_all(service, "Our work")
     revisions_before = revision_files(service)
+    models_before = model_files(service)
 
     run_update(service, vcs_ref="HEAD", defaults=True, overwrite=True, quiet=True)
 
     assert revision_files(service) == revisions_before
-    assert "<<<<<<<" not in git(service, "diff")
+    assert model_files(service) == models_before
+    # Revisions written before the lint existed are left out of it.
+    assert re.search(
+        r'^linted-after = "\d{4}-\d{2}-\d{2}"$',
+        (service / "pyproject.toml").read_text(),
+        re.MULTILINE,
+    )
+    assert not CONFLICT_MARKER.search(git(service, "diff"))
     alembic("upgrade", "head")
     assert "No new upgrade operations detected" in alembic("check")
     own_tests = subprocess.run(

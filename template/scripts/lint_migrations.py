@@ -43,32 +43,13 @@ CREATE_DATE = re.compile(r"^Create Date: (\d{4}-\d{2}-\d{2})", re.MULTILINE)
 # How each rule's fix is written in an Alembic revision. See the README,
 # "Writing a safe migration".
 ALEMBIC_FIXES = {
-    "require-concurrent-index-creation": (
-        "build it CONCURRENTLY, outside the transaction: "
-        "`with op.get_context().autocommit_block(): "
-        "op.create_index(..., postgresql_concurrently=True)`"
-    ),
-    "require-concurrent-index-deletion": (
-        "`with op.get_context().autocommit_block(): "
-        "op.drop_index(..., postgresql_concurrently=True)`"
-    ),
-    "disallowed-unique-constraint": (
-        "create a unique index CONCURRENTLY in an autocommit block, then "
-        '`op.execute("ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX c")`'
-    ),
-    "constraint-missing-not-valid": (
-        "add it NOT VALID (`postgresql_not_valid=True`), then "
-        '`op.execute("ALTER TABLE t VALIDATE CONSTRAINT c")` in the next '
-        "revision"
-    ),
-    "adding-required-field": (
-        "add the column nullable, backfill it, then make it NOT NULL in a "
-        "later revision"
-    ),
-    "adding-not-nullable-field": (
-        "add a CHECK (column IS NOT NULL) NOT VALID, VALIDATE it, then "
-        "SET NOT NULL: PostgreSQL uses the valid check instead of a scan"
-    ),
+    "require-concurrent-index-creation": "build it CONCURRENTLY, outside the transaction: `with op.get_context().autocommit_block(): op.create_index(..., postgresql_concurrently=True)`",
+    "require-concurrent-index-deletion": "`with op.get_context().autocommit_block(): op.drop_index(..., postgresql_concurrently=True)`",
+    "prefer-robust-stmts": "nothing in an autocommit block is rolled back, and a failed CONCURRENTLY build leaves an INVALID index: run `op.drop_index(..., postgresql_concurrently=True, if_exists=True)` before `op.create_index(..., postgresql_concurrently=True, if_not_exists=True)`",
+    "disallowed-unique-constraint": 'create a unique index CONCURRENTLY in an autocommit block, then `op.execute("ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX c")`',
+    "constraint-missing-not-valid": 'add it NOT VALID (`postgresql_not_valid=True`), then `op.execute("ALTER TABLE t VALIDATE CONSTRAINT c")` in the next revision',
+    "adding-required-field": "add the column nullable, backfill it, then make it NOT NULL in a later revision",
+    "adding-not-nullable-field": "add a CHECK (column IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL: PostgreSQL uses the valid check instead of a scan",
     "prefer-bigint-over-int": "`Mapped[int]` on the Base of models/base.py",
     "prefer-identity": "`Mapped[IdentityKey]` from models/base.py",
     "prefer-text-field": "`Mapped[str]` (text) on the Base of models/base.py",
@@ -96,11 +77,12 @@ class Finding:
 
     def __str__(self) -> str:
         where = self.revision_file.relative_to(PROJECT_ROOT)
-        return (
-            f"{where}: {self.rule}: {self.message}\n"
-            f"    {self.statement}\n"
-            f"    fix: {self.fix}"
-        )
+        lines = [
+            f"{where}: {self.rule}: {self.message}",
+            f"    {self.statement}",
+            f"    fix: {self.fix}",
+        ]
+        return "\n".join(lines)
 
 
 def revision_sql(config: Config) -> dict[str, str]:
@@ -133,16 +115,22 @@ def revision_sql(config: Config) -> dict[str, str]:
 def linted_after() -> date | None:
     """The day a service updated from an older template took the lint on."""
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
-    day = pyproject.get("tool", {}).get("lint-migrations", {}).get("linted-after")
+    section = pyproject.get("tool", {}).get("lint-migrations", {})
+    day = section.get("linted-after")
     return date.fromisoformat(day) if day else None
 
 
 def predates_lint(revision: Script, baseline: date | None) -> bool:
     created = CREATE_DATE.search(revision.longdoc or "")
-    return bool(baseline and created and date.fromisoformat(created[1]) <= baseline)
+    if baseline is None or created is None:
+        return False
+    return date.fromisoformat(created[1]) <= baseline
 
 
-def lint(revision_files: list[Path] | None = None, head: bool = False) -> list[Finding]:
+def lint(
+    revision_files: list[Path] | None = None,
+    head: bool = False,
+) -> list[Finding]:
     config = Config(PROJECT_ROOT / "alembic.ini")
     scripts = ScriptDirectory.from_config(config)
     wanted = {path.resolve() for path in revision_files or []}
@@ -166,11 +154,11 @@ def lint(revision_files: list[Path] | None = None, head: bool = False) -> list[F
             sql_file = Path(folder) / (Path(revision.path).stem + ".sql")
             sql_file.write_text(sql[revision_id])
             files[str(sql_file)] = revision
-        reports = run_squawk(list(files))
-        return [
-            finding(report, Path(files[report["file"]].path).resolve())
-            for report in reports
-        ]
+        findings = []
+        for report in run_squawk(list(files)):
+            revision_file = Path(files[report["file"]].path).resolve()
+            findings.append(finding(report, revision_file))
+        return findings
 
 
 def run_squawk(sql_files: list[str]) -> list[SquawkReport]:
@@ -213,14 +201,15 @@ def finding(report: SquawkReport, revision_file: Path) -> Finding:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path, help="revision files")
-    parser.add_argument("--head", action="store_true", help="the newest revision only")
+    parser.add_argument("--head", action="store_true", help="the newest only")
     options = parser.parse_args()
     findings = lint(options.files or None, head=options.head)
     for found in findings:
         print(found)
     if findings:
         files = {found.revision_file for found in findings}
-        print(f"Migration lint: {len(findings)} finding(s) in {len(files)} revision(s)")
+        count = f"{len(findings)} finding(s) in {len(files)} revision(s)"
+        print(f"Migration lint: {count}")
         raise SystemExit(1)
     print("Migration lint: no findings")
 
