@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, create_engine, text
+from sqlalchemy import URL, text
 from sqlalchemy.exc import DBAPIError
 
-from tests.postgres import ADMIN_DRIVER, create_database, drop_database, postgres_server
+from tests.postgres import connect, create_database, drop_database, postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -27,15 +27,11 @@ def database_url(postgres_server_url: URL) -> Iterator[URL]:
 
 
 def public_tables(url: URL) -> set[str]:
-    engine = create_engine(url.set(drivername=ADMIN_DRIVER))
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-            )
-            return {row[0] for row in rows}
-    finally:
-        engine.dispose()
+    with connect(url) as connection:
+        rows = connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        )
+        return {row[0] for row in rows}
 
 
 SNAPSHOT_QUERIES = {
@@ -59,19 +55,15 @@ SNAPSHOT_QUERIES = {
 
 def schema_snapshot(url: URL) -> dict[str, list[tuple[object, ...]]]:
     """The schema, the recorded revision and every user row, comparable with ==."""
-    engine = create_engine(url.set(drivername=ADMIN_DRIVER))
-    try:
-        with engine.connect() as connection:
-            snapshot = {
-                name: sorted(tuple(row) for row in connection.execute(text(query)))
-                for name, query in SNAPSHOT_QUERIES.items()
-            }
-            if any(column[0] == "users" for column in snapshot["columns"]):
-                rows = connection.execute(text("SELECT * FROM users ORDER BY id"))
-                snapshot["users"] = [tuple(row) for row in rows]
-            return snapshot
-    finally:
-        engine.dispose()
+    with connect(url) as connection:
+        snapshot = {
+            name: sorted(tuple(row) for row in connection.execute(text(query)))
+            for name, query in SNAPSHOT_QUERIES.items()
+        }
+        if any(column[0] == "users" for column in snapshot["columns"]):
+            rows = connection.execute(text("SELECT * FROM users ORDER BY id"))
+            snapshot["users"] = [tuple(row) for row in rows]
+        return snapshot
 
 
 # Every character that breaks hand-built URLs or configparser interpolation.
@@ -82,29 +74,23 @@ PASSWORD_ROLE = "service_owner"
 @pytest.fixture(scope="session")
 def password_role(postgres_server_url: URL) -> str:
     """A role that must log in with AWKWARD_PASSWORD, even on a trust-auth server."""
-    engine = create_engine(
-        postgres_server_url.set(drivername=ADMIN_DRIVER), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        with engine.connect() as connection:
-            quoted = AWKWARD_PASSWORD.replace("'", "''")
-            try:
-                connection.execute(text(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"))
-            except DBAPIError:
-                # Left by an earlier run, or created by a parallel test worker.
-                connection.execute(text(f"ALTER ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"))
-            hba_file = Path(connection.scalar(text("SHOW hba_file")))
-            # Servers we start trust local logins; this role must use its password.
-            # (A server elsewhere is checked by the wrong-password assertion instead.)
-            if hba_file.exists() and PASSWORD_ROLE not in hba_file.read_text():
-                rules = (
-                    f"local all {PASSWORD_ROLE} scram-sha-256\n"
-                    f"host all {PASSWORD_ROLE} all scram-sha-256\n"
-                )
-                hba_file.write_text(rules + hba_file.read_text())
-                connection.execute(text("SELECT pg_reload_conf()"))
-    finally:
-        engine.dispose()
+    with connect(postgres_server_url, autocommit=True) as connection:
+        quoted = AWKWARD_PASSWORD.replace("'", "''")
+        try:
+            connection.execute(text(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"))
+        except DBAPIError:
+            # Left by an earlier run, or created by a parallel test worker.
+            connection.execute(text(f"ALTER ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"))
+        hba_file = Path(connection.scalar(text("SHOW hba_file")))
+        # Servers we start trust local logins; this role must use its password.
+        # (A server elsewhere is checked by the wrong-password assertion instead.)
+        if hba_file.exists() and PASSWORD_ROLE not in hba_file.read_text():
+            rules = (
+                f"local all {PASSWORD_ROLE} scram-sha-256\n"
+                f"host all {PASSWORD_ROLE} all scram-sha-256\n"
+            )
+            hba_file.write_text(rules + hba_file.read_text())
+            connection.execute(text("SELECT pg_reload_conf()"))
     return PASSWORD_ROLE
 
 

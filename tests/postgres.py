@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy import URL, Connection, create_engine, make_url, text
 
 ADMIN_DRIVER = "postgresql+psycopg"
 
@@ -34,16 +34,24 @@ def postgres_server() -> Iterator[URL]:
         yield make_url(server.get_uri())
 
 
-def execute(url: URL, *statements: str, autocommit: bool = False) -> None:
-    """Run statements in one transaction, or each on its own (CREATE DATABASE)."""
+@contextmanager
+def connect(url: URL, autocommit: bool = False) -> Iterator[Connection]:
+    """A connection of its own, closed with its engine afterwards."""
     options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     engine = create_engine(url.set(drivername=ADMIN_DRIVER), **options)
     try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.execute(text(statement))
+        with engine.connect() as connection:
+            yield connection
     finally:
         engine.dispose()
+
+
+def execute(url: URL, *statements: str, autocommit: bool = False) -> None:
+    """Run statements in one transaction, or each on its own (CREATE DATABASE)."""
+    with connect(url, autocommit) as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+        connection.commit()
 
 
 def create_database(server_url: URL, name: str, owner: str | None = None) -> URL:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import URL, create_engine, text
+from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
 from tests.conftest import AWKWARD_PASSWORD, schema_snapshot, settings_env
-from tests.postgres import ADMIN_DRIVER, execute
+from tests.postgres import connect, execute
 from tests.rendering import QUESTIONS, render_service
 from tests.test_service import add_bookings_model
 
@@ -134,7 +134,7 @@ def test_refused_connection_names_host_and_port(tmp_path: Path) -> None:
 def test_failing_online_revision_says_what_stays_and_runs_again(
     tmp_path: Path, database_url: URL
 ) -> None:
-    """"Make email unique" builds its index CONCURRENTLY, which commits: a
+    """The "Make email unique" revision builds its index CONCURRENTLY, which commits: a
     failure there cannot be rolled back, and the message must not say so."""
     project = render_service(tmp_path / "service")
     alembic = Alembic(project, database_url)
@@ -161,19 +161,15 @@ def test_failing_online_revision_says_what_stays_and_runs_again(
 
 
 def index_validity(url: URL, table: str) -> dict[str, bool]:
-    engine = create_engine(url.set(drivername=ADMIN_DRIVER))
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                text(
-                    "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
-                    "WHERE indrelid = CAST(:table AS regclass)"
-                ),
-                {"table": table},
-            )
-            return {name: valid for name, valid in rows}
-    finally:
-        engine.dispose()
+    with connect(url) as connection:
+        rows = connection.execute(
+            text(
+                "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+                "WHERE indrelid = CAST(:table AS regclass)"
+            ),
+            {"table": table},
+        )
+        return {name: valid for name, valid in rows}
 
 
 CONCURRENT_INDEX_REVISION = '''\
@@ -249,15 +245,11 @@ def test_replicas_upgrading_together_through_a_concurrent_index(
         assert combined.count(f"-> {revision},") == 1, combined
     assert alembic("current").startswith("5a0e5a0e5a0e (head)")
     assert index_validity(database_url, "hotels") == {"pk_hotels": True, "ix_hotels_title": True}
-    engine = create_engine(database_url.set(drivername=ADMIN_DRIVER))
-    try:
-        with engine.connect() as connection:
-            probes = connection.execute(text("SELECT * FROM session_probe")).all()
-            advisory_locks_left = connection.scalar(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-            )
-    finally:
-        engine.dispose()
+    with connect(database_url) as connection:
+        probes = connection.execute(text("SELECT * FROM session_probe")).all()
+        advisory_locks_left = connection.scalar(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        )
     assert sorted(tuple(row) for row in probes) == [
         ("after", 1, "1234ms", "56789ms"),
         ("before", 1, "1234ms", "56789ms"),
@@ -295,17 +287,13 @@ def test_migration_behind_a_long_transaction_fails_fast(tmp_path: Path, database
     alembic("upgrade", HEAD_REVISION)
     before = schema_snapshot(database_url)
 
-    engine = create_engine(database_url.set(drivername=ADMIN_DRIVER))
-    try:
-        with engine.connect() as long_transaction:
-            # An open transaction that has read `users` holds a lock on it.
-            long_transaction.execute(text("SELECT count(*) FROM users"))
-            started = time.monotonic()
-            result = alembic.run("upgrade", "head")
-            elapsed = time.monotonic() - started
-            long_transaction.rollback()
-    finally:
-        engine.dispose()
+    with connect(database_url) as long_transaction:
+        # An open transaction that has read `users` holds a lock on it.
+        long_transaction.execute(text("SELECT count(*) FROM users"))
+        started = time.monotonic()
+        result = alembic.run("upgrade", "head")
+        elapsed = time.monotonic() - started
+        long_transaction.rollback()
 
     assert result.returncode != 0
     assert "rolled back; the database is unchanged" in result.stderr
