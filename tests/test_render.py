@@ -47,10 +47,11 @@ def test_render_leaves_nothing_unrendered(answers: dict[str, Any], tmp_path: Pat
     for command in (
         "uv run alembic upgrade head",
         "uv run alembic check",
-        "make lint-migrations",
+        "make lint",
         "uv run pytest",
     ):
         assert command in steps
+    assert "\nlint: lint-migrations " in (project / "Makefile").read_text()
     revisions = sorted(path.name for path in (migrations / "versions").glob("*.py"))
     assert len(revisions) == (4 if answers["example_models"] else 1)
     if answers["example_models"] and answers["file_template"] == "dated":
