@@ -22,7 +22,9 @@ def run(arguments: list[str]) -> dict[str, object]:
     stdout, stderr = io.StringIO(), io.StringIO()
     config = Config(file_="alembic.ini", cmd_opts=options, stdout=stdout)
     exit_code: object = 0
-    with contextlib.redirect_stderr(stderr):
+    # Alembic writes some of its output (`--sql` scripts, "Generating ...") to
+    # sys.stdout rather than to the config's stream.
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             cli.run_cmd(config, options)
         except SystemExit as exit:

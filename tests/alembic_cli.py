@@ -59,7 +59,8 @@ class Alembic:
             text=True,
         )
         assert result.returncode == 0, result.stderr
-        outcomes = json.loads(result.stdout)
+        # The last line: post-write hooks (formatters) print to the process's stdout.
+        outcomes = json.loads(result.stdout.splitlines()[-1])
         for outcome in outcomes:
             assert outcome["exit_code"] == 0, (
                 f"alembic {' '.join(outcome['arguments'])} failed:\n"

@@ -10,7 +10,7 @@ from pytest_alembic.tests import (
     test_model_definitions_match_ddl,
     test_single_head_revision,
 )
-from sqlalchemy import Connection, text
+from sqlalchemy import Engine, text
 
 __all__ = ["test_model_definitions_match_ddl", "test_single_head_revision"]
 
@@ -40,16 +40,14 @@ WHERE t.typnamespace = 'public'::regnamespace
 """
 
 
-def schema(connection: Connection) -> list[str]:
-    lines = sorted(connection.scalars(text(SCHEMA_SQL)))
-    # Leave no transaction open: the next migration step starts its own.
-    connection.rollback()
-    return lines
+def schema(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return sorted(connection.scalars(text(SCHEMA_SQL)))
 
 
 def test_stairway(
     alembic_runner: MigrationContext,
-    alembic_engine: Connection,
+    alembic_engine: Engine,
 ) -> None:
     current = "base"
     for revision in alembic_runner.history.revisions:
@@ -65,7 +63,7 @@ def test_stairway(
 
 def test_downgrade_to_base_leaves_nothing_behind(
     alembic_runner: MigrationContext,
-    alembic_engine: Connection,
+    alembic_engine: Engine,
 ) -> None:
     alembic_runner.migrate_up_to("heads")
     alembic_runner.migrate_down_to("base")
