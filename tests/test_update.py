@@ -209,10 +209,16 @@ def test_driver_change_switches_dependency_and_url(
     assert "No new upgrade operations detected" in alembic("check")
 
 
-def test_formatter_change_switches_the_hook(template_repository: Path, tmp_path: Path) -> None:
+def test_formatter_and_ci_changes_switch_their_files(
+    template_repository: Path, tmp_path: Path
+) -> None:
     service = render_committed_service(template_repository, tmp_path / "service")
+    assert (service / ".github" / "workflows" / "ci.yml").exists()
 
-    update(service, formatter="ruff")
+    update(service, formatter="ruff", ci="gitlab")
+
+    assert not (service / ".github").exists()
+    assert "uv run alembic check" in (service / ".gitlab-ci.yml").read_text()
 
     ini = (service / "alembic.ini").read_text()
     assert "hooks = ruff\nruff.type = module" in ini and "black" not in ini
