@@ -1,0 +1,1 @@
+"""What the API reads and returns, apart from the tables (models/)."""
