@@ -73,6 +73,7 @@ def answer_set_id(answers: dict[str, Any]) -> str:
             answers["file_template"],
             formatter,
             "examples" if answers["example_models"] else "no-examples",
+            *(["fastapi"] if answers["web_framework"] == "fastapi" else []),
         ]
     )
 

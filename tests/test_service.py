@@ -7,11 +7,15 @@ finally made to run its own test suite.
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import URL
 
@@ -163,10 +167,20 @@ def test_service_passes_its_own_gates(
         if result.returncode != 0:
             failures[gate] = result.stdout + result.stderr
         if gate == "tests":
-            expected = "11 passed" if answers["example_models"] else "8 passed"
-            assert expected in result.stdout, result.stdout
+            expected = service_test_count(answers)
+            assert f"{expected} passed" in result.stdout, result.stdout
 
     assert failures == {}
+
+
+def service_test_count(answers: dict[str, Any]) -> int:
+    """The tests a rendered service has: migrations, lint, policy (and models);
+    with the web layer, its probes (and routes)."""
+    examples = answers["example_models"]
+    count = 11 if examples else 8
+    if answers["web_framework"] == "fastapi":
+        count += 7 if examples else 4
+    return count
 
 
 INDEX_REVISION = '''"""Index room titles"""
@@ -204,6 +218,46 @@ CONCURRENT_INDEX = """\
         )"""
 
 
+SERVED_PASSWORD = "never in a log 9f3e"
+
+
+def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """`make run`, then real HTTP calls: {path: (status, JSON or None)}, and the log."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        ["make", "run", f"PORT={port}"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    replies: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"{base}/ready", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "make run did not start serving"
+                time.sleep(0.3)
+        replies["/ready"] = (ready.status_code, ready.json())
+        user = {"email": "first@example.com", "password": SERVED_PASSWORD}
+        created = httpx.post(f"{base}/users", json=user, timeout=5)
+        replies["/users"] = (created.status_code, created.json())
+        replies["/docs"] = (httpx.get(f"{base}/docs", timeout=5).status_code, None)
+    finally:
+        # The reloader and its worker: the whole session.
+        os.killpg(server.pid, signal.SIGTERM)
+        log, _ = server.communicate(timeout=30)
+    return replies, log
+
+
 def quick_start_lines(readme: str) -> list[str]:
     block = readme.split("## Quick start", 1)[1].split("```bash\n", 1)[1]
     return block.split("```", 1)[0].strip().splitlines()
@@ -216,7 +270,7 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
     directory; every other line runs as written, on a machine with no database and,
     like CI runners and containers, no XDG_RUNTIME_DIR; none of them prints a warning.
     """
-    project = render_service(tmp_path / "my-service")
+    project = render_service(tmp_path / "my-service", web_framework="fastapi")
     lines = quick_start_lines((project / "README.md").read_text())
     assert len(lines) <= 5
     assert lines[0].startswith("uvx copier copy ") and lines[1] == "cd my-service"
@@ -248,6 +302,11 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
         assert "DATABASE_URL=postgresql://" in (project / ".env").read_text()
         assert " passed" in outputs[-1] and "failed" not in outputs[-1]
         assert "e07a3d5c8b19 (head)" in run("uv run alembic current")
+        served, log = serve_and_call(project, newcomer_env)
+        assert served["/ready"] == (200, {"status": "ready"})
+        assert served["/users"][0] == 201 and served["/docs"][0] == 200
+        assert "Serving http://127.0.0.1:" in log and "/docs" in log
+        assert SERVED_PASSWORD not in log
         run("make lint")
         # A team's next revision: an index on a table that already has rows.
         (versions,) = project.rglob("versions")
