@@ -5,6 +5,7 @@ tagged, rendered into a service committed to git, changed and tagged again,
 then `run_update`.
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -224,6 +225,27 @@ def test_formatter_and_ci_changes_switch_their_files(
     assert "hooks = ruff\nruff.type = module" in ini and "black" not in ini
     assert "black" not in (service / "pyproject.toml").read_text()
     assert "ruff format" in (service / ".pre-commit-config.yaml").read_text()
+
+
+def test_web_layer_added_by_update_serves_the_service_models(
+    template_repository: Path, tmp_path: Path, postgres_server_url: URL
+) -> None:
+    service = render_committed_service(template_repository, tmp_path / "service")
+    assert not (service / "src" / "main.py").exists()
+
+    update(service, web_framework="fastapi")
+
+    assert '"fastapi' in (service / "pyproject.toml").read_text()
+    assert "\nrun: " in (service / "Makefile").read_text()
+    server_url = postgres_server_url.render_as_string(hide_password=False)
+    api_tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_api.py"],
+        cwd=service,
+        env={**os.environ, "TEST_DATABASE_URL": server_url},
+        capture_output=True,
+        text=True,
+    )
+    assert "7 passed" in api_tests.stdout, api_tests.stdout[-3000:]
 
 
 def test_file_template_change_names_only_new_revisions(
