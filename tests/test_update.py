@@ -210,31 +210,23 @@ def test_driver_change_switches_dependency_and_url(
     assert "No new upgrade operations detected" in alembic("check")
 
 
-def test_formatter_and_ci_changes_switch_their_files(
-    template_repository: Path, tmp_path: Path
+def test_formatter_ci_and_web_layer_changes_switch_their_files(
+    template_repository: Path, tmp_path: Path, postgres_server_url: URL
 ) -> None:
     service = render_committed_service(template_repository, tmp_path / "service")
     assert (service / ".github" / "workflows" / "ci.yml").exists()
+    assert not (service / "src" / "main.py").exists()
 
-    update(service, formatter="ruff", ci="gitlab")
-
-    assert not (service / ".github").exists()
-    assert "uv run alembic check" in (service / ".gitlab-ci.yml").read_text()
+    update(service, formatter="ruff", ci="gitlab", web_framework="fastapi")
 
     ini = (service / "alembic.ini").read_text()
     assert "hooks = ruff\nruff.type = module" in ini and "black" not in ini
     assert "black" not in (service / "pyproject.toml").read_text()
     assert "ruff format" in (service / ".pre-commit-config.yaml").read_text()
-
-
-def test_web_layer_added_by_update_serves_the_service_models(
-    template_repository: Path, tmp_path: Path, postgres_server_url: URL
-) -> None:
-    service = render_committed_service(template_repository, tmp_path / "service")
-    assert not (service / "src" / "main.py").exists()
-
-    update(service, web_framework="fastapi")
-
+    assert not (service / ".github").exists()
+    assert "uv run alembic check" in (service / ".gitlab-ci.yml").read_text()
+    # The web layer arrives whole: its dependencies, `make run`, and the app,
+    # whose own tests pass on the service's models.
     assert '"fastapi' in (service / "pyproject.toml").read_text()
     assert "\nrun: " in (service / "Makefile").read_text()
     server_url = postgres_server_url.render_as_string(hide_password=False)
