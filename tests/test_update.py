@@ -96,8 +96,7 @@ def model_files(service: Path) -> dict[str, bytes]:
 
 def add_bookings_with_revision(service: Path, alembic: Alembic) -> None:
     add_bookings_model(service)
-    alembic("upgrade", "head")
-    alembic("revision", "--autogenerate", "-m", "Add bookings")
+    alembic.batch("upgrade head", "revision --autogenerate -m Add_bookings")
 
 
 def test_update_applies_template_changes_and_keeps_user_work(
@@ -150,8 +149,8 @@ def test_update_applies_template_changes_and_keeps_user_work(
     # Rendered with the lint: every revision stays linted.
     assert "[tool.lint-migrations]" not in (service / "pyproject.toml").read_text()
     assert not CONFLICT_MARKER.search(git(service, "diff"))
-    alembic("upgrade", "head")
-    assert "No new upgrade operations detected" in alembic("check")
+    check = alembic.batch("upgrade head", "check")[1]
+    assert "No new upgrade operations detected" in check
 
 
 def test_colliding_edits_leave_markers_that_pre_commit_refuses(
@@ -206,8 +205,8 @@ def test_driver_change_switches_dependency_and_url(
     config = (service / "src" / "config.py").read_text()
     assert 'DRIVERNAME = "postgresql+psycopg"' in config
     alembic = Alembic(service, database_url)
-    alembic("upgrade", "head")
-    assert "No new upgrade operations detected" in alembic("check")
+    check = alembic.batch("upgrade head", "check")[1]
+    assert "No new upgrade operations detected" in check
 
 
 def test_formatter_ci_and_web_layer_changes_switch_their_files(
@@ -306,8 +305,8 @@ def test_service_from_a_release_updates_to_head(
     )
     assert bool(baseline) is not had_lint
     assert not CONFLICT_MARKER.search(git(service, "diff"))
-    alembic("upgrade", "head")
-    assert "No new upgrade operations detected" in alembic("check")
+    check = alembic.batch("upgrade head", "check")[1]
+    assert "No new upgrade operations detected" in check
     own_tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=service,
