@@ -77,7 +77,9 @@ class Finding:
     statement: str
 
     def __str__(self) -> str:
-        where = self.revision_file.relative_to(PROJECT_ROOT)
+        where = self.revision_file
+        if where.is_relative_to(PROJECT_ROOT):
+            where = where.relative_to(PROJECT_ROOT)
         lines = [
             f"{where}: {self.rule}: {self.message}",
             f"    {self.statement}",
@@ -86,8 +88,8 @@ class Finding:
         return "\n".join(lines)
 
 
-def revision_sql(config: Config) -> dict[str, str]:
-    """Each revision's upgrade SQL, as a script of its own."""
+def revision_bodies(config: Config) -> tuple[str, dict[str, str]]:
+    """The session setup of every run, and each revision's own upgrade SQL."""
     output = io.StringIO()
     config.output_buffer = output
     # Alembic's INFO lines would bury the findings.
@@ -99,17 +101,25 @@ def revision_sql(config: Config) -> dict[str, str]:
     script = output.getvalue()
     markers = list(RUNNING_UPGRADE.finditer(script))
     if not markers:
-        return {}
+        return script, {}
     setup = script[: markers[0].start()].split("BEGIN;")[0]
-    scripts = {}
+    bodies = {}
     for marker, following in zip(markers, [*markers[1:], None], strict=True):
         end = following.start() if following else len(script)
         body = script[marker.end() : end]
         # Up to the revision's own version update; after the last one come
         # the run's COMMIT and the end of the session.
         last_version = list(VERSION_STATEMENT.finditer(body))[-1]
-        body = body[: last_version.end()]
-        scripts[marker.group(1)] = f"{setup}BEGIN;\n{body}\n\nCOMMIT;\n"
+        bodies[marker.group(1)] = body[: last_version.end()]
+    return setup, bodies
+
+
+def revision_sql(config: Config) -> dict[str, str]:
+    """Each revision's upgrade SQL, as a script of its own."""
+    setup, bodies = revision_bodies(config)
+    scripts = {}
+    for revision, body in bodies.items():
+        scripts[revision] = f"{setup}BEGIN;\n{body}\n\nCOMMIT;\n"
     return scripts
 
 
@@ -139,8 +149,10 @@ def predates_lint(revision: Script, baseline: date | None) -> bool:
 def lint(
     revision_files: list[Path] | None = None,
     head: bool = False,
+    config: Config | None = None,
 ) -> list[Finding]:
-    config = Config(PROJECT_ROOT / "alembic.ini")
+    """Findings in these revisions (default: all) of this config's history."""
+    config = config or Config(PROJECT_ROOT / "alembic.ini")
     scripts = ScriptDirectory.from_config(config)
     wanted = {path.resolve() for path in revision_files or []}
     baseline = linted_after()

@@ -3,6 +3,9 @@
 One head; the models match the migrated schema; every revision upgrades,
 downgrades to exactly the schema it started from, and upgrades again
 (stairway); downgrade to base leaves no table, sequence or type behind.
+"Exactly" is the catalog of scripts/schema_catalog.py: column types with
+their length, defaults, constraint and index definitions, enum values in
+order, and the rest.
 """
 
 from pytest_alembic import MigrationContext
@@ -10,39 +13,16 @@ from pytest_alembic.tests import (
     test_model_definitions_match_ddl,
     test_single_head_revision,
 )
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from scripts.schema_catalog import catalog
 
 __all__ = ["test_model_definitions_match_ddl", "test_single_head_revision"]
-
-# Everything a revision can create or drop in the public schema, except the
-# version table, one line per object: comparable between two moments.
-SCHEMA_SQL = """
-SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type
-    || ' ' || is_nullable || ' ' || coalesce(column_default, '')
-FROM information_schema.columns
-WHERE table_schema = 'public' AND table_name <> 'alembic_version'
-UNION ALL
-SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' '
-    || pg_get_constraintdef(oid)
-FROM pg_constraint
-WHERE connamespace = 'public'::regnamespace
-    AND conrelid::regclass::text <> 'alembic_version'
-UNION ALL
-SELECT 'index ' || indexdef FROM pg_indexes
-WHERE schemaname = 'public' AND tablename <> 'alembic_version'
-UNION ALL
-SELECT 'sequence ' || sequencename FROM pg_sequences
-WHERE schemaname = 'public'
-UNION ALL
-SELECT 'type ' || t.typname FROM pg_type t
-WHERE t.typnamespace = 'public'::regnamespace
-    AND t.typrelid = 0 AND t.typcategory <> 'A'
-"""
 
 
 def schema(engine: Engine) -> list[str]:
     with engine.connect() as connection:
-        return sorted(connection.scalars(text(SCHEMA_SQL)))
+        return catalog(connection)
 
 
 def test_stairway(
