@@ -77,10 +77,14 @@ def password_role(postgres_server_url: URL) -> str:
     with connect(postgres_server_url, autocommit=True) as connection:
         quoted = AWKWARD_PASSWORD.replace("'", "''")
         try:
-            connection.execute(text(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"))
+            connection.execute(
+                text(f"CREATE ROLE {PASSWORD_ROLE} LOGIN CREATEDB PASSWORD '{quoted}'")
+            )
         except DBAPIError:
             # Left by an earlier run, or created by a parallel test worker.
-            connection.execute(text(f"ALTER ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"))
+            connection.execute(
+                text(f"ALTER ROLE {PASSWORD_ROLE} LOGIN CREATEDB PASSWORD '{quoted}'")
+            )
         hba_file = Path(connection.scalar(text("SHOW hba_file")))
         # Servers we start trust local logins; this role must use its password.
         # (A server elsewhere is checked by the wrong-password assertion instead.)

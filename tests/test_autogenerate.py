@@ -16,6 +16,7 @@ from sqlalchemy import URL, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.alembic_cli import Alembic
+from tests.conftest import AWKWARD_PASSWORD
 from tests.postgres import connect, execute
 from tests.rendering import render_service
 
@@ -73,7 +74,11 @@ def answer_id(answers: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("answers", ANSWER_SETS, ids=answer_id)
 def test_enums_and_empty_revisions_need_no_hand_edits(
-    answers: dict[str, Any], tmp_path: Path, database_url: URL, postgres_server_url: URL
+    answers: dict[str, Any],
+    tmp_path: Path,
+    database_url: URL,
+    postgres_server_url: URL,
+    password_role: str,
 ) -> None:
     project = render_service(tmp_path / "service", **answers)
     code_dir = project / answers.get("code_dir", "src")
@@ -129,7 +134,11 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
 
     # The service's own tests (stairway, downgrade to base leaving no type, the
     # lint of every revision) and pytest-alembic's built-ins, experimental too.
-    server_url = postgres_server_url.render_as_string(hide_password=False)
+    # As a role whose password has every character that breaks a URL or
+    # Alembic's config parser (all_models_register_on_metadata runs Alembic
+    # in a subprocess of its own with the URL it is given).
+    password_url = postgres_server_url.set(username=password_role, password=AWKWARD_PASSWORD)
+    server_url = password_url.render_as_string(hide_password=False)
     service_tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PYTEST_ALEMBIC_BUILT_INS],
         cwd=project,
