@@ -94,6 +94,11 @@ def model_files(service: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in service.glob("src/models/*.py")}
 
 
+def bookings_revision(service: Path) -> str:
+    (revision,) = service.rglob("versions/*add_bookings.py")
+    return revision.read_text()
+
+
 def add_bookings_with_revision(service: Path, alembic: Alembic) -> None:
     add_bookings_model(service)
     alembic.batch("upgrade head", "revision --autogenerate -m Add_bookings")
@@ -307,6 +312,19 @@ def test_service_from_a_release_updates_to_head(
     assert not CONFLICT_MARKER.search(git(service, "diff"))
     check = alembic.batch("upgrade head", "check")[1]
     assert "No new upgrade operations detected" in check
+    # The head record names the service's own head, which only the service
+    # knows: the first check writes it, and asks for a commit.
+    (team_head,) = re.findall(r"^revision(?:: str)? = [\"'](\w+)", bookings_revision(service), re.M)
+    record = service / "src" / "migrations" / "head_revision.txt"
+    assert not record.exists()
+    history_check = [sys.executable, "-m", "scripts.migration_history", "check"]
+    first, second = (
+        subprocess.run(history_check, cwd=service, capture_output=True, text=True, timeout=120)
+        for _ in range(2)
+    )
+    assert first.returncode == 1 and "was missing; it is written now" in first.stderr
+    assert record.read_text() == f"{team_head}\n"
+    assert second.returncode == 0, second.stderr
     own_tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=service,
