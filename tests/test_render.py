@@ -46,7 +46,9 @@ def test_render_leaves_nothing_unrendered(answers: dict[str, Any], tmp_path: Pat
     assert heading in readme
     assert ci_steps(project, answers["ci"]) == CI_STEPS[answers["ci"]]
     check_file(json_schema_check("vendor.compose-spec", project / "docker-compose.yml"))
-    assert "\nlint: lint-migrations " in (project / "Makefile").read_text()
+    assert "\nlint: check-history lint-migrations " in (project / "Makefile").read_text()
+    expected_head = "e07a3d5c8b19" if answers["example_models"] else "0a1b2c3d4e5f"
+    assert (migrations / "head_revision.txt").read_text() == f"{expected_head}\n"
     revisions = sorted(path.name for path in (migrations / "versions").glob("*.py"))
     assert len(revisions) == (4 if answers["example_models"] else 1)
     if answers["example_models"] and answers["file_template"] == "dated":

@@ -224,7 +224,7 @@ def test_formatter_ci_and_web_layer_changes_switch_their_files(
     update(service, formatter="ruff", ci="gitlab", web_framework="fastapi")
 
     ini = (service / "alembic.ini").read_text()
-    assert "hooks = ruff\nruff.type = module" in ini and "black" not in ini
+    assert "hooks = ruff, record_head\nruff.type = module" in ini and "black" not in ini
     assert "black" not in (service / "pyproject.toml").read_text()
     assert "ruff format" in (service / ".pre-commit-config.yaml").read_text()
     assert not (service / ".github").exists()
