@@ -13,6 +13,7 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
+import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
@@ -81,6 +82,7 @@ def run_service_tests(project: Path, alembic: Alembic, server_url: URL) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
+@pytest.mark.reliability
 def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     tmp_path: Path, database_url: URL, postgres_server_url: URL
 ) -> None:
@@ -221,6 +223,7 @@ def version_of(url: URL) -> str:
         return str(connection.scalar(text("SELECT version_num FROM alembic_version")))
 
 
+@pytest.mark.reliability
 def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
     tmp_path: Path, database_url: URL, postgres_server_url: URL
 ) -> None:
