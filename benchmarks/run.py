@@ -17,22 +17,34 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
 from sqlalchemy import URL
 
-from tests.postgres import create_database, postgres_server
+from tests.postgres import create_database, drop_database, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPORT = ROOT / "docs" / "benchmarks.md"
+# Names of this run's databases: unique, so that a run never touches a database it did
+# not create on a server it shares (TEST_DATABASE_URL), and dropped at the end.
+RUN_ID = uuid.uuid4().hex[:8]
+CREATED: set[str] = set()
 PACKAGES = ("copier", "alembic", "sqlalchemy", "pytest-alembic", "pydantic-settings", "asyncpg")
 
 
+def bench_database(server: URL, purpose: str) -> URL:
+    """A new, empty database of this run."""
+    name = f"bench_{RUN_ID}_{purpose}"
+    CREATED.add(name)
+    return create_database(server, name)
+
+
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
     return result.stdout + result.stderr
@@ -171,9 +183,9 @@ def bench_commands(
 ) -> tuple[list[tuple[str, float, float]], dict[str, float]]:
     service = render(work / "service")
     service_env = as_env(
-        DATABASE_URL=create_database(server, "bench_service").render_as_string(hide_password=False)
+        DATABASE_URL=bench_database(server, "service").render_as_string(hide_password=False)
     )
-    reference = reference_project(service, work, create_database(server, "bench_bare"))
+    reference = reference_project(service, work, bench_database(server, "bare"))
     alembic = [sys.executable, "-m", "alembic"]
     figures = []
     for project, env in ((service, service_env), (reference, as_env())):
@@ -199,7 +211,7 @@ def bench_migration_tests(
     test_env = as_env(TEST_DATABASE_URL=server.render_as_string(hide_password=False))
     for size in sizes:
         project = render(work / f"history-{size}", "--data", "formatter=none")
-        database = create_database(server, f"bench_history_{size}")
+        database = bench_database(server, f"history_{size}")
         run(
             [sys.executable, str(ROOT / "benchmarks" / "grow_history.py"), str(size)],
             project,
@@ -249,17 +261,19 @@ def bench_squash(
         squashed = work / f"squashed-{size}"
         shutil.copytree(grown, squashed)
         env = as_env(
-            DATABASE_URL=server.set(database=f"bench_history_{size}").render_as_string(False)
+            DATABASE_URL=server.set(database=f"bench_{RUN_ID}_history_{size}").render_as_string(
+                False
+            )
         )
         (head,) = run([*alembic, "heads"], grown, env).split()[:1]
         started = time.perf_counter()
         run([sys.executable, "-m", "scripts.migration_history", "squash", head], squashed, env)
         squash_seconds = time.perf_counter() - started
-        fresh = server.set(database=f"bench_fresh_{size}")
+        fresh = bench_database(server, f"fresh_{size}")
         fresh_env = as_env(DATABASE_URL=fresh.render_as_string(False))
 
-        def recreate(database: URL = fresh) -> None:
-            create_database(server, str(database.database))
+        def recreate(purpose: str = f"fresh_{size}") -> None:
+            bench_database(server, purpose)
 
         upgrade = [*alembic, "upgrade", "head"]
         before = median_seconds(upgrade, grown, runs, fresh_env, recreate)
@@ -313,13 +327,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as folder, postgres_server() as server:
         work = Path(folder)
-        figures = bench_render(work, runs)
-        command_figures, imports = bench_commands(work, server, runs)
-        figures += command_figures
-        figures += bench_migration_tests(work, server, sizes, max(1, runs // 3))
-        figures += bench_squash(
-            work, server, sizes[-2:] if len(sizes) > 1 else sizes, max(1, runs // 3)
-        )
+        try:
+            figures = bench_render(work, runs)
+            command_figures, imports = bench_commands(work, server, runs)
+            figures += command_figures
+            figures += bench_migration_tests(work, server, sizes, max(1, runs // 3))
+            squashed_sizes = sizes[-2:] if len(sizes) > 1 else sizes
+            figures += bench_squash(work, server, squashed_sizes, max(1, runs // 3))
+        finally:
+            for name in CREATED:
+                drop_database(server, name)
     report = table(figures)
     history = [
         (int(label.split(", ")[1].split()[0]), ours)

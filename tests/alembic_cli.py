@@ -27,7 +27,7 @@ class Alembic:
             self.env["DATABASE_URL"] = database_url.render_as_string(hide_password=False)
         self.env.update(settings)
 
-    def run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run one command with the `alembic` script itself, whatever its outcome."""
         return subprocess.run(
             [sys.executable, "-m", "alembic", *arguments],
@@ -35,6 +35,7 @@ class Alembic:
             env=self.env,
             capture_output=True,
             text=True,
+            timeout=timeout,
         )
 
     def __call__(self, *arguments: str) -> str:
@@ -57,6 +58,7 @@ class Alembic:
             env=self.env,
             capture_output=True,
             text=True,
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr
         # The last line: post-write hooks (formatters) print to the process's stdout.

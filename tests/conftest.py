@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import URL, text
-from sqlalchemy.exc import DBAPIError
 
 from tests.postgres import connect, create_database, drop_database, postgres_server
 
@@ -68,34 +67,42 @@ def schema_snapshot(url: URL) -> dict[str, list[tuple[object, ...]]]:
 
 # Every character that breaks hand-built URLs or configparser interpolation.
 AWKWARD_PASSWORD = "p%a@s:s/w#o?r d"
-PASSWORD_ROLE = "service_owner"
 
 
 @pytest.fixture(scope="session")
-def password_role(postgres_server_url: URL) -> str:
-    """A role that must log in with AWKWARD_PASSWORD, even on a trust-auth server."""
+def password_role(postgres_server_url: URL) -> Iterator[str]:
+    """A role that must log in with AWKWARD_PASSWORD, even on a trust-auth server.
+
+    Its own name per session (the other xdist worker has one too); at the end the
+    role is dropped and its pg_hba.conf lines are taken out again, so a server the
+    suite did not start is left as it was.
+    """
+    role = f"service_owner_{uuid.uuid4().hex[:8]}"
+    quoted = AWKWARD_PASSWORD.replace("'", "''")
+    # Servers started by tests trust local logins; this role must use its password.
+    # (A server elsewhere is checked by the wrong-password assertion instead.)
+    rules = f"local all {role} scram-sha-256\nhost all {role} all scram-sha-256\n"
     with connect(postgres_server_url, autocommit=True) as connection:
-        quoted = AWKWARD_PASSWORD.replace("'", "''")
-        try:
-            connection.execute(
-                text(f"CREATE ROLE {PASSWORD_ROLE} LOGIN CREATEDB PASSWORD '{quoted}'")
-            )
-        except DBAPIError:
-            # Left by an earlier run, or created by a parallel test worker.
-            connection.execute(
-                text(f"ALTER ROLE {PASSWORD_ROLE} LOGIN CREATEDB PASSWORD '{quoted}'")
-            )
+        connection.execute(text(f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{quoted}'"))
         hba_file = Path(connection.scalar(text("SHOW hba_file")))
-        # Servers we start trust local logins; this role must use its password.
-        # (A server elsewhere is checked by the wrong-password assertion instead.)
-        if hba_file.exists() and PASSWORD_ROLE not in hba_file.read_text():
-            rules = (
-                f"local all {PASSWORD_ROLE} scram-sha-256\n"
-                f"host all {PASSWORD_ROLE} all scram-sha-256\n"
-            )
+        if hba_file.exists():
             hba_file.write_text(rules + hba_file.read_text())
             connection.execute(text("SELECT pg_reload_conf()"))
-    return PASSWORD_ROLE
+    try:
+        yield role
+    finally:
+        with connect(postgres_server_url, autocommit=True) as connection:
+            if hba_file.exists():
+                hba_file.write_text(hba_file.read_text().replace(rules, "", 1))
+                connection.execute(text("SELECT pg_reload_conf()"))
+            # Databases a failed test left behind would keep the role alive.
+            owned = connection.scalars(
+                text("SELECT datname FROM pg_database WHERE datdba = CAST(:role AS regrole)"),
+                {"role": role},
+            ).all()
+            for database in owned:
+                connection.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+            connection.execute(text(f"DROP ROLE {role}"))
 
 
 @pytest.fixture

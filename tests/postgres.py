@@ -75,4 +75,4 @@ def create_database(server_url: URL, name: str, owner: str | None = None) -> URL
 
 
 def drop_database(server_url: URL, name: str) -> None:
-    execute(server_url, f'DROP DATABASE "{name}" WITH (FORCE)', autocommit=True)
+    execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', autocommit=True)

@@ -19,6 +19,7 @@ from tests.alembic_cli import Alembic
 from tests.conftest import AWKWARD_PASSWORD
 from tests.postgres import connect, execute
 from tests.rendering import render_service
+from tests.service_suite import PYTEST_ALEMBIC_BUILT_INS, run_service_tests
 
 # Each driver once; the second also moves every path that module discovery
 # and pytest-alembic's model check depend on.
@@ -31,11 +32,6 @@ ANSWER_SETS = [
         "file_template": "plain",
         "formatter": "ruff",
     },
-]
-PYTEST_ALEMBIC_BUILT_INS = [
-    "--test-alembic",
-    "-o",
-    "pytest_alembic_include_experimental=all_models_register_on_metadata,downgrade_leaves_no_trace",
 ]
 BOOKINGS_WITH_STATUS = """\
 import enum
@@ -139,14 +135,10 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
     # in a subprocess of its own with the URL it is given).
     password_url = postgres_server_url.set(username=password_role, password=AWKWARD_PASSWORD)
     server_url = password_url.render_as_string(hide_password=False)
-    service_tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PYTEST_ALEMBIC_BUILT_INS],
-        cwd=project,
-        env={**os.environ, "TEST_DATABASE_URL": server_url},
-        capture_output=True,
-        text=True,
+    counts = run_service_tests(
+        project, {**os.environ, "TEST_DATABASE_URL": server_url}, *PYTEST_ALEMBIC_BUILT_INS
     )
-    assert "17 passed" in service_tests.stdout, service_tests.stdout[-3000:]
+    assert counts == {"passed": 17}
 
     # A removed value swaps the type, which rewrites the table: the lint says so.
     users = code_dir / "models" / "users.py"
@@ -158,6 +150,7 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
         cwd=project,
         capture_output=True,
         text=True,
+        timeout=120,
     )
     assert lint.returncode == 1
     assert f"{remove_manager.name}: changing-column-type" in lint.stdout

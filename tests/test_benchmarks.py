@@ -19,6 +19,7 @@ def test_benchmarks_run_in_quick_mode(postgres_server_url: URL) -> None:
         },
         capture_output=True,
         text=True,
+        timeout=900,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -19,6 +19,8 @@ from sqlalchemy import URL, text
 from tests.alembic_cli import Alembic
 from tests.postgres import connect, create_database, drop_database
 from tests.rendering import render_service
+from tests.service_suite import run_service_tests
+from tests.test_service import service_test_count
 from tests.test_update import commit_all, git
 
 MODEL = """\
@@ -70,16 +72,10 @@ def head_record(project: Path) -> Path:
     return record
 
 
-def run_service_tests(project: Path, alembic: Alembic, server_url: URL) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        env={**alembic.env, "TEST_DATABASE_URL": server_url.render_as_string(False)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+def service_tests_pass(project: Path, alembic: Alembic, server_url: URL) -> None:
+    env = {**alembic.env, "TEST_DATABASE_URL": server_url.render_as_string(False)}
+    expected = service_test_count({"example_models": True, "web_framework": "none"})
+    assert run_service_tests(project, env) == {"passed": expected}
 
 
 @pytest.mark.reliability
@@ -122,7 +118,9 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     commit_all(project, "Invoices")
 
     # git merge: a conflict on the record, not two heads found later.
-    merge = subprocess.run(["git", "merge", "main"], cwd=project, capture_output=True, text=True)
+    merge = subprocess.run(
+        ["git", "merge", "main"], cwd=project, capture_output=True, text=True, timeout=120
+    )
     assert merge.returncode != 0
     assert "CONFLICT (content): Merge conflict in migrations/head_revision.txt" in merge.stdout
     checked = history_tool(project, alembic, "check")
@@ -145,7 +143,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     alembic("downgrade", "301e301e301e")
     rebased = history_tool(project, alembic, "rebase")
     assert rebased.returncode == 0, rebased.stderr
-    assert "Migration lint of the moved revisions: no findings." in rebased.stdout
+    assert "Migration lint: no findings (1 revision(s) linted)" in rebased.stdout
     assert f'down_revision: str | Sequence[str] | None = "{theirs}"' in your_file.read_text()
     assert f"\nRevises: {theirs}\n" in your_file.read_text()
     assert record.read_text() == f"{yours}\n"
@@ -156,7 +154,9 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
 
     # git rebase, from the same start: the same result.
     git(project, "reset", "-q", "--hard", "HEAD~1")
-    rebase = subprocess.run(["git", "rebase", "main"], cwd=project, capture_output=True, text=True)
+    rebase = subprocess.run(
+        ["git", "rebase", "main"], cwd=project, capture_output=True, text=True, timeout=120
+    )
     assert rebase.returncode != 0 and "head_revision.txt" in rebase.stdout + rebase.stderr
     rebased = history_tool(project, alembic, "rebase")
     assert rebased.returncode == 0, rebased.stderr
@@ -167,6 +167,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
         env={**os.environ, "GIT_EDITOR": "true"},
         check=True,
         capture_output=True,
+        timeout=120,
     )
     assert your_file.read_text() == merged_revision
     assert history_tool(project, alembic, "check").returncode == 0
@@ -180,10 +181,14 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     finally:
         drop_database(postgres_server_url, str(fresh.database))
     lint = subprocess.run(
-        [sys.executable, "scripts/lint_migrations.py"], cwd=project, capture_output=True, text=True
+        [sys.executable, "scripts/lint_migrations.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert lint.returncode == 0, lint.stdout
-    run_service_tests(project, alembic, postgres_server_url)
+    service_tests_pass(project, alembic, postgres_server_url)
 
     # A record that no longer names the head fails the check, in one line.
     record.write_text(f"{theirs}\n")
@@ -294,7 +299,7 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         assert version_of(older) == EXAMPLE_HEAD and schema_dump(older) == older_schema
 
         assert history_tool(project, alembic, "check").returncode == 0
-        run_service_tests(project, alembic, postgres_server_url)
+        service_tests_pass(project, alembic, postgres_server_url)
     finally:
         for database in (older, at_point, through_history):
             drop_database(postgres_server_url, str(database.database))

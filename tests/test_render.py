@@ -145,5 +145,5 @@ def json_schema_check(schema: str, path: Path) -> list[str]:
 
 
 def check_file(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

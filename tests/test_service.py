@@ -22,6 +22,11 @@ from sqlalchemy import URL
 from tests.alembic_cli import Alembic
 from tests.conftest import public_tables
 from tests.rendering import answer_set_id, answer_sets, render_service
+from tests.service_suite import (
+    PYTEST_ALEMBIC_BUILT_IN_COUNT,
+    PYTEST_ALEMBIC_BUILT_INS,
+    outcome_counts,
+)
 
 # Clean for the migration lint whatever the release's Base offers, as a
 # team's model is once the service lints its revisions.
@@ -115,6 +120,7 @@ def test_service_migrates_and_finds_new_models(
             cwd=project,
             capture_output=True,
             text=True,
+            timeout=300,
         )
         assert check.returncode == 0, check.stdout + check.stderr
 
@@ -131,10 +137,20 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mypy-cache")
 
 
+def runs_pytest_alembic_built_ins(answers: dict[str, Any]) -> bool:
+    """On one web service with examples and one without examples (test_autogenerate.py
+    runs them on two services without the web layer)."""
+    sets = answer_sets()
+    with_web = next(a for a in sets if a["web_framework"] == "fastapi" and a["example_models"])
+    without_examples = next(a for a in sets if not a["example_models"])
+    return answers in (with_web, without_examples)
+
+
 def service_gates(answers: dict[str, Any], mypy_cache: Path) -> dict[str, list[str]]:
     python = [sys.executable, "-m"]
+    built_ins = PYTEST_ALEMBIC_BUILT_INS if runs_pytest_alembic_built_ins(answers) else []
     gates = {
-        "tests": [*python, "pytest", "-q", "-p", "no:cacheprovider"],
+        "tests": [*python, "pytest", "-q", "-p", "no:cacheprovider", *built_ins],
         "lint": [*python, "ruff", "check", "--no-cache", "."],
         "types": [*python, "mypy", "--cache-dir", str(mypy_cache), "."],
     }
@@ -163,12 +179,13 @@ def test_service_passes_its_own_gates(
             env={**os.environ, "TEST_DATABASE_URL": server_url},
             capture_output=True,
             text=True,
+            timeout=300,
         )
         if result.returncode != 0:
             failures[gate] = result.stdout + result.stderr
         if gate == "tests":
-            expected = service_test_count(answers)
-            assert f"{expected} passed" in result.stdout, result.stdout
+            expected = {"passed": service_test_count(answers)}
+            assert outcome_counts(result.stdout) == expected, result.stdout[-3000:]
 
     assert failures == {}
 
@@ -180,6 +197,8 @@ def service_test_count(answers: dict[str, Any]) -> int:
     count = 11 if examples else 8
     if answers["web_framework"] == "fastapi":
         count += 7 if examples else 4
+    if runs_pytest_alembic_built_ins(answers):
+        count += PYTEST_ALEMBIC_BUILT_IN_COUNT
     return count
 
 
@@ -289,6 +308,7 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
             env=newcomer_env,
             capture_output=True,
             text=True,
+            timeout=300,
         )
         succeeded = result.returncode == 0
         assert succeeded == expect_success, f"{command}:\n{result.stdout}{result.stderr}"
@@ -310,11 +330,29 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
         run("make lint")
         # A team's next revision: an index on a table that already has rows.
         (versions,) = project.rglob("versions")
+        # Written by `make revision`, it is refused at once.
+        hotels = project / "src" / "models" / "hotels.py"
+        (record,) = project.rglob("head_revision.txt")
+        model, recorded = hotels.read_text(), record.read_text()
+        indexed = "    title: Mapped[str] = mapped_column(index=True)\n"
+        hotels.write_text(model.replace("    title: Mapped[str]\n", indexed))
+        refused = run('make revision m="Index hotel titles"', expect_success=False)
+        (written,) = versions.glob("*_index_hotel_titles.py")
+        assert f"{written.relative_to(project)}: require-concurrent-index-creation" in refused
+        written.unlink()
+        hotels.write_text(model)
+        record.write_text(recorded)
         revision = versions / "2026_02_02_1200-7c2d7c2d7c2d_index_room_titles.py"
         revision.write_text(INDEX_REVISION.format(create_index=BLOCKING_INDEX))
         findings = run("make lint-migrations", expect_success=False)
         assert "require-concurrent-index-creation" in findings
         assert f"{revision.relative_to(project)}: require-concurrent-index-creation" in findings
+        # pre-commit refuses to commit it.
+        hooks = run(
+            "git init -q && git add -A && uv run pre-commit run --all-files", expect_success=False
+        )
+        assert re.search(r"^migration lint \(squawk\)\.+Failed$", hooks, re.MULTILINE), hooks
+        assert f"{revision.relative_to(project)}: require-concurrent-index-creation" in hooks
         squawk_config = project / ".squawk.toml"
         rules = squawk_config.read_text()
         excluded = rules.replace("excluded_paths = []", 'excluded_paths = ["*7c2d7c2d7c2d*"]')

@@ -19,6 +19,7 @@ from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
 from tests.rendering import TEMPLATE_ROOT
+from tests.service_suite import run_service_tests
 from tests.test_service import add_bookings_model
 
 EXAMPLE_REVISIONS = 4
@@ -28,7 +29,12 @@ CONFLICT_MARKER = re.compile(r"^\+<<<<<<< ", re.MULTILINE)
 
 def git(cwd: Path, *arguments: str) -> str:
     result = subprocess.run(
-        ["git", *arguments], cwd=cwd, capture_output=True, text=True, check=True
+        ["git", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     return result.stdout
 
@@ -193,6 +199,7 @@ def test_colliding_edits_leave_markers_that_pre_commit_refuses(
         [str(bin_dir / command[0]), *command[1:], str(policy)],
         capture_output=True,
         text=True,
+        timeout=300,
     )
     assert caught.returncode != 0
     assert "Merge conflict string" in caught.stdout
@@ -234,14 +241,8 @@ def test_formatter_ci_and_web_layer_changes_switch_their_files(
     assert '"fastapi' in (service / "pyproject.toml").read_text()
     assert "\nrun: " in (service / "Makefile").read_text()
     server_url = postgres_server_url.render_as_string(hide_password=False)
-    api_tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_api.py"],
-        cwd=service,
-        env={**os.environ, "TEST_DATABASE_URL": server_url},
-        capture_output=True,
-        text=True,
-    )
-    assert "7 passed" in api_tests.stdout, api_tests.stdout[-3000:]
+    env = {**os.environ, "TEST_DATABASE_URL": server_url}
+    assert run_service_tests(service, env, "tests/test_api.py") == {"passed": 7}
 
 
 def test_file_template_change_names_only_new_revisions(
@@ -325,11 +326,6 @@ def test_service_from_a_release_updates_to_head(
     assert first.returncode == 1 and "was missing; it is written now" in first.stderr
     assert record.read_text() == f"{team_head}\n"
     assert second.returncode == 0, second.stderr
-    own_tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=service,
-        env={**alembic.env, "TEST_DATABASE_URL": str(database_url.render_as_string(False))},
-        capture_output=True,
-        text=True,
-    )
-    assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
+    env = {**alembic.env, "TEST_DATABASE_URL": str(database_url.render_as_string(False))}
+    counts = run_service_tests(service, env)
+    assert set(counts) == {"passed"}, counts

@@ -146,12 +146,28 @@ def predates_lint(revision: Script, baseline: date | None) -> bool:
     return date.fromisoformat(created[1]) <= baseline
 
 
+@dataclass
+class LintReport:
+    linted: list[Path]
+    findings: list[Finding]
+
+    def __str__(self) -> str:
+        lines = [str(found) for found in self.findings]
+        files = {found.revision_file for found in self.findings}
+        count = f"{len(self.findings)} finding(s) in {len(files)} revision(s)"
+        if not self.findings:
+            count = "no findings"
+        revisions = f"{len(self.linted)} revision(s) linted"
+        lines.append(f"Migration lint: {count} ({revisions})")
+        return "\n".join(lines)
+
+
 def lint(
     revision_files: list[Path] | None = None,
     head: bool = False,
     config: Config | None = None,
-) -> list[Finding]:
-    """Findings in these revisions (default: all) of this config's history."""
+) -> LintReport:
+    """These revisions (default: all) of this config's history, linted."""
     config = config or Config(PROJECT_ROOT / "alembic.ini")
     scripts = ScriptDirectory.from_config(config)
     wanted = {path.resolve() for path in revision_files or []}
@@ -166,7 +182,7 @@ def lint(
         if not predates_lint(revision, baseline):
             chosen[revision.revision] = revision
     if not chosen:
-        return []
+        return LintReport(linted=[], findings=[])
     sql = revision_sql(config)
     excluded = excluded_paths()
     with tempfile.TemporaryDirectory(prefix="lint-migrations-") as folder:
@@ -178,13 +194,14 @@ def lint(
                 continue
             sql_file.write_text(sql[revision_id])
             files[str(sql_file)] = revision
+        linted = [Path(revision.path).resolve() for revision in files.values()]
         if not files:
-            return []
+            return LintReport(linted=linted, findings=[])
         findings = []
         for report in run_squawk(list(files)):
             revision_file = Path(files[report["file"]].path).resolve()
             findings.append(finding(report, revision_file))
-        return findings
+        return LintReport(linted=linted, findings=findings)
 
 
 def run_squawk(sql_files: list[str]) -> list[SquawkReport]:
@@ -227,15 +244,10 @@ def main() -> None:
     parser.add_argument("files", nargs="*", type=Path, help="revision files")
     parser.add_argument("--head", action="store_true", help="the newest only")
     options = parser.parse_args()
-    findings = lint(options.files or None, head=options.head)
-    for found in findings:
-        print(found)
-    if findings:
-        files = {found.revision_file for found in findings}
-        count = f"{len(findings)} finding(s) in {len(files)} revision(s)"
-        print(f"Migration lint: {count}")
+    report = lint(options.files or None, head=options.head)
+    print(report)
+    if report.findings:
         raise SystemExit(1)
-    print("Migration lint: no findings")
 
 
 if __name__ == "__main__":
