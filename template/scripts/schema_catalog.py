@@ -121,7 +121,7 @@ SELECT format('comment on %s: %s',
 FROM pg_description
 WHERE objoid >= {FIRST_USER_OID}
     AND NOT (classoid = 'pg_class'::regclass
-             AND objoid = to_regclass('alembic_version'))
+             AND objoid = coalesce(to_regclass('alembic_version'), 0))
 """
 
 
