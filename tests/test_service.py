@@ -192,11 +192,11 @@ def test_service_passes_its_own_gates(
 
 def service_test_count(answers: dict[str, Any]) -> int:
     """The tests a rendered service has: migrations, lint, policy (and models);
-    with the web layer, its probes (and routes)."""
+    with the web layer, its probes (and routes), and the fuzzer over all routes."""
     examples = answers["example_models"]
     count = 11 if examples else 8
     if answers["web_framework"] == "fastapi":
-        count += 7 if examples else 4
+        count += 10 if examples else 5
     if runs_pytest_alembic_built_ins(answers):
         count += PYTEST_ALEMBIC_BUILT_IN_COUNT
     return count

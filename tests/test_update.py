@@ -242,7 +242,7 @@ def test_formatter_ci_and_web_layer_changes_switch_their_files(
     assert "\nrun: " in (service / "Makefile").read_text()
     server_url = postgres_server_url.render_as_string(hide_password=False)
     env = {**os.environ, "TEST_DATABASE_URL": server_url}
-    assert run_service_tests(service, env, "tests/test_api.py") == {"passed": 7}
+    assert run_service_tests(service, env, "tests/test_api.py") == {"passed": 9}
 
 
 def test_file_template_change_names_only_new_revisions(

@@ -1,0 +1,109 @@
+"""Every failure answers in JSON, and says what the client can do about it.
+
+- The database unreachable, or no pooled connection free within the pool
+  timeout: 503 with Retry-After. The next request tries again, so the app
+  serves as soon as the database is back, without a restart.
+- Anything else unhandled: 500 with a request id, and nothing of the
+  internals; the same id is in the log line with the traceback.
+- A method the path does not have: 405 with every method it has in Allow.
+"""
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+logger = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
+
+
+class ErrorReply(BaseModel):
+    detail: str
+    request_id: str | None = None
+
+
+# What any route that reads a body or the database may answer besides its own.
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorReply, "description": "The body is not JSON"},
+    503: {
+        "model": ErrorReply,
+        "description": "Database unavailable; retry after Retry-After seconds",
+    },
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OSError, database_unavailable)
+    app.add_exception_handler(PoolTimeoutError, database_unavailable)
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(405, method_not_allowed)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+async def database_unavailable(
+    request: Request,
+    error: Exception,
+) -> JSONResponse:
+    reason = type(error).__name__
+    logger.warning(
+        "database unavailable: %s %s: %s",
+        request.method,
+        request.url.path,
+        reason,
+    )
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "Database unavailable; try again shortly"},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def database_error(request: Request, error: Exception) -> JSONResponse:
+    """A lost connection is the database's unavailability; the rest is a bug."""
+    assert isinstance(error, DBAPIError)
+    lost = (OperationalError, InterfaceError)
+    if error.connection_invalidated or isinstance(error, lost):
+        return await database_unavailable(request, error)
+    return await unexpected_error(request, error)
+
+
+async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    request_id = uuid.uuid4().hex
+    logger.error(
+        "request %s failed: %s %s",
+        request_id,
+        request.method,
+        request.url.path,
+        exc_info=error,
+    )
+    return JSONResponse(
+        status_code=500,
+        content={"detail": "Internal Server Error", "request_id": request_id},
+        headers={"X-Request-ID": request_id},
+    )
+
+
+async def method_not_allowed(
+    request: Request,
+    error: Exception,
+) -> JSONResponse:
+    """Starlette's 405 names only the first route of the path; Allow lists all."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    detail = "Method Not Allowed"
+    if isinstance(error, HTTPException):
+        detail = error.detail
+    return JSONResponse(
+        status_code=405,
+        content={"detail": detail},
+        headers={"Allow": ", ".join(sorted(methods))},
+    )
