@@ -334,3 +334,42 @@ def test_service_from_a_release_updates_to_head(
     env = {**alembic.env, "TEST_DATABASE_URL": str(database_url.render_as_string(False))}
     counts = run_service_tests(service, env)
     assert set(counts) == {"passed"}, counts
+
+
+TEAM_ROUTE = """
+
+@router.get("/stats/count")
+async def count_hotels(session: SessionDep) -> int:
+    \"\"\"The team's own route, written before the template's hardening.\"\"\"
+    return await session.scalar(select(func.count()).select_from(Hotel)) or 0
+"""
+
+
+def test_web_service_from_the_last_release_updates_and_keeps_its_routes(
+    tmp_path: Path, database_url: URL
+) -> None:
+    last_release = release_commits()[0]
+    service = render_committed_service(
+        TEMPLATE_ROOT, tmp_path / "service", vcs_ref=last_release, web_framework="fastapi"
+    )
+    hotels = service / "src" / "api" / "hotels.py"
+    source = hotels.read_text().replace(
+        "from sqlalchemy import select", "from sqlalchemy import func, select"
+    )
+    hotels.write_text(source + TEAM_ROUTE)
+    commit_all(service, "Our route")
+
+    run_update(service, vcs_ref="HEAD", defaults=True, overwrite=True, quiet=True)
+
+    assert not CONFLICT_MARKER.search(git(service, "diff"))
+    updated = hotels.read_text()
+    assert '@router.get("/stats/count")' in updated and "func, select" in updated
+    assert "after: Annotated[Id | None" in updated  # the template's paging arrived
+    for new_file in ("src/api/types.py", "src/api/errors.py", "tests/test_api_fuzz.py"):
+        assert (service / new_file).exists(), new_file
+    env = {
+        **Alembic(service, database_url).env,
+        "TEST_DATABASE_URL": str(database_url.render_as_string(False)),
+    }
+    counts = run_service_tests(service, env, "tests/test_api.py", "tests/test_api_fuzz.py")
+    assert counts == {"passed": 10}
