@@ -185,7 +185,7 @@ def test_web_service_holds(answers: dict[str, Any], tmp_path: Path) -> None:
                     "--checks",
                     "all",
                     "--max-examples",
-                    "20",
+                    "8",
                     "--seed",
                     "20251123",
                 ],
