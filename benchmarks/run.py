@@ -332,8 +332,8 @@ def main() -> None:
             command_figures, imports = bench_commands(work, server, runs)
             figures += command_figures
             figures += bench_migration_tests(work, server, sizes, max(1, runs // 3))
-            squashed_sizes = sizes[-2:] if len(sizes) > 1 else sizes
-            figures += bench_squash(work, server, squashed_sizes, max(1, runs // 3))
+            if not options.quick:
+                figures += bench_squash(work, server, sizes[-2:], max(1, runs // 3))
         finally:
             for name in CREATED:
                 drop_database(server, name)

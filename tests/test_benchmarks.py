@@ -29,7 +29,5 @@ def test_benchmarks_run_in_quick_mode(postgres_server_url: URL) -> None:
         "`alembic upgrade head` (4 revisions)",
         "migration tests, 4 revisions",
         "migration lint, 4 revisions",
-        "`make squash`, 4 revisions (vs one `upgrade head`)",
-        "migration tests, 4 revisions squashed (vs not)",
     ):
         assert f"| {figure} |" in result.stdout, result.stdout
