@@ -279,6 +279,15 @@ def test_layout_change_is_refused_with_instructions(
     assert git(service, "status", "--porcelain") == ""
 
 
+def release_commit(version: str) -> str:
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    found = re.search(
+        rf"^## {re.escape(version)} \([^)]*commit ([0-9a-f]{{7,40}})\)", changelog, re.M
+    )
+    assert found, f"CHANGELOG.md names no commit for {version}"
+    return found[1]
+
+
 def release_commits() -> list[str]:
     """Every release in CHANGELOG.md, by commit, so a clone without tags works."""
     changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
@@ -345,12 +354,13 @@ async def count_hotels(session: SessionDep) -> int:
 """
 
 
-def test_web_service_from_the_last_release_updates_and_keeps_its_routes(
+def test_web_service_from_before_the_hardening_updates_and_keeps_its_routes(
     tmp_path: Path, database_url: URL
 ) -> None:
-    last_release = release_commits()[0]
+    # The last release before the web layer's hardening (v0.7.0).
+    before_hardening = release_commit("v0.6.0")
     service = render_committed_service(
-        TEMPLATE_ROOT, tmp_path / "service", vcs_ref=last_release, web_framework="fastapi"
+        TEMPLATE_ROOT, tmp_path / "service", vcs_ref=before_hardening, web_framework="fastapi"
     )
     hotels = service / "src" / "api" / "hotels.py"
     hotels.write_text(hotels.read_text() + TEAM_ROUTE)
