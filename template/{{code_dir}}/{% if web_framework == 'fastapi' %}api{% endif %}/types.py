@@ -1,10 +1,10 @@
 """The bounds of every value a request carries, declared once.
 
-A route that takes `Id`, `Amount`, `Title`, `Email` or `Description`, in its path,
-query or body, rejects what the database would refuse with a 422 that says
-why, before a query runs: integers beyond bigint, NUL characters (PostgreSQL
-text cannot hold them), empty or overlong text. The same bounds appear in
-the OpenAPI document, so clients and fuzzers see them too.
+A route that takes `Id`, `Amount`, `Title`, `Email` or `Description`, in
+its path, query or body, rejects what the database would refuse with a 422
+that says why, before a query runs: integers beyond bigint, NUL characters
+(PostgreSQL text cannot hold them), empty or overlong text. The same bounds
+appear in the OpenAPI document, so clients and fuzzers see them too.
 """
 
 from typing import Annotated
@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, StringConstraints
 # exactly in every client (JavaScript's Number.MAX_SAFE_INTEGER). Near 2**63
 # floats are 1024 apart, and the OpenAPI document's bounds are read, and
 # written by FastAPI, as floats: such a bound would not say what it means.
-BIGINT_MAX = 2**53 - 1
+INTEGER_MAX = 2**53 - 1
 NO_NUL = r"^[^\x00]*$"
 
 
@@ -32,9 +32,9 @@ def json_integer(value: object) -> object:
 
 
 # A row's id, in a path or a query: identity columns count from 1.
-Id = Annotated[int, Ge(1), Le(BIGINT_MAX)]
+Id = Annotated[int, Ge(1), Le(INTEGER_MAX)]
 # A price or a quantity in a body: a bigint, never negative.
-Amount = Annotated[int, Ge(0), Le(BIGINT_MAX), BeforeValidator(json_integer)]
+Amount = Annotated[int, Ge(0), Le(INTEGER_MAX), BeforeValidator(json_integer)]
 Title = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, pattern=NO_NUL),
