@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, text
 
+from tests.pgbouncer import NOT_INSTALLED, PGBOUNCER
 from tests.postgres import connect, create_database, drop_database, postgres_server
 
 
@@ -148,7 +149,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the figure docs/reliability.md refers to."""
+    """Print the figure docs/reliability.md refers to, and whether the PgBouncer tests
+    could run."""
+    if PGBOUNCER is None:
+        terminalreporter.write_line(NOT_INSTALLED, yellow=True, bold=True)
     outcomes = [
         report.outcome
         for reports in terminalreporter.stats.values()

@@ -46,6 +46,11 @@ def test_render_leaves_nothing_unrendered(answers: dict[str, Any], tmp_path: Pat
     assert heading in readme
     assert ci_steps(project, answers["ci"]) == CI_STEPS[answers["ci"]]
     check_file(json_schema_check("vendor.compose-spec", project / "docker-compose.yml"))
+    if answers["web_framework"] == "fastapi":
+        check_file([tool("hadolint"), str(project / "Dockerfile")])
+        assert ".env\n" in (project / ".dockerignore").read_text()
+    else:
+        assert not (project / "Dockerfile").exists()
     assert "\nlint: check-history lint-migrations " in (project / "Makefile").read_text()
     expected_head = "e07a3d5c8b19" if answers["example_models"] else "0a1b2c3d4e5f"
     assert (migrations / "head_revision.txt").read_text() == f"{expected_head}\n"

