@@ -34,6 +34,8 @@ ANSWER_SETS = [
     {"web_framework": "fastapi", "db_driver": "asyncpg"},
     {"web_framework": "fastapi", "db_driver": "psycopg", "code_dir": "app"},
 ]
+# The example models' first revision ("Create table hotels").
+FIRST_REVISION = "c3a1f9e2b7d4"
 # In every URL of the test, so that any message that printed one would show it.
 POOLER_PASSWORD = "pooler-secret-4f1c"
 
@@ -138,6 +140,32 @@ def test_image_serves_through_pgbouncer_after_a_direct_migration(
                 outcomes = asyncio.run(mixed_load(base, clients=48, requests=2400))
                 assert sum(outcomes.values()) == 2400
                 assert set(outcomes) <= {"200", "201", "404"}, outcomes
+
+                # Rollout: a newer release migrated the database, and this replica, whose
+                # revisions the newer ones keep working for, stays ready; a database behind
+                # its code is not.
+                readiness = {}
+                for revision in ("f00dfeedbeef", FIRST_REVISION, head):
+                    with connect(direct_url) as connection:
+                        update = "UPDATE alembic_version SET version_num = :revision"
+                        connection.execute(text(update), {"revision": revision})
+                        connection.commit()
+                    reply = httpx.get(f"{base}/ready", timeout=10)
+                    readiness[revision] = (reply.status_code, reply.json())
+                assert readiness == {
+                    "f00dfeedbeef": (
+                        200,
+                        {"status": "ready", "database": "at f00dfeedbeef, newer"},
+                    ),
+                    FIRST_REVISION: (
+                        503,
+                        {
+                            "status": "behind",
+                            "reason": f"database at {FIRST_REVISION}, code expects {head}",
+                        },
+                    ),
+                    head: (200, {"status": "ready"}),
+                }
                 served_log = read_log(app_log)
                 assert "prepared statement" not in served_log, served_log[-3000:]
                 assert POOLER_PASSWORD not in served_log
