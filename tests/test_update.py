@@ -354,26 +354,35 @@ async def count_hotels(session: SessionDep) -> int:
 """
 
 
-def test_web_service_from_before_the_hardening_updates_and_keeps_its_routes(
+def test_web_service_from_the_last_release_gets_the_topology_and_keeps_its_edits(
     tmp_path: Path, database_url: URL
 ) -> None:
-    # The last release before the web layer's hardening (v0.7.0).
-    before_hardening = release_commit("v0.6.0")
+    # The last release before the production topology (v0.8.0).
+    last_release = release_commit("v0.7.0")
     service = render_committed_service(
-        TEMPLATE_ROOT, tmp_path / "service", vcs_ref=before_hardening, web_framework="fastapi"
+        TEMPLATE_ROOT, tmp_path / "service", vcs_ref=last_release, web_framework="fastapi"
     )
     hotels = service / "src" / "api" / "hotels.py"
     hotels.write_text(hotels.read_text() + TEAM_ROUTE)
-    commit_all(service, "Our route")
+    compose = service / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("image: postgres:18", "image: postgres:17"))
+    commit_all(service, "Our route, our PostgreSQL")
 
     run_update(service, vcs_ref="HEAD", defaults=True, overwrite=True, quiet=True)
 
     assert not CONFLICT_MARKER.search(git(service, "diff", "HEAD"))
-    updated = hotels.read_text()
-    assert updated.endswith(TEAM_ROUTE)
-    assert "after: Annotated[Id | None" in updated  # the template's paging arrived
-    for new_file in ("src/api/types.py", "src/api/errors.py", "tests/test_api_fuzz.py"):
+    assert hotels.read_text().endswith(TEAM_ROUTE)
+    services = yaml.safe_load(compose.read_text())["services"]
+    assert services["postgres"]["image"] == "postgres:17"
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["app"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    for new_file in ("Dockerfile", ".dockerignore"):
         assert (service / new_file).exists(), new_file
+    config = (service / "src" / "config.py").read_text()
+    assert "migration_database_url: SecretStr | None = None" in config
+    assert "DB_POOLER=transaction" in (service / ".env.example").read_text()
     env = {
         **Alembic(service, database_url).env,
         "TEST_DATABASE_URL": str(database_url.render_as_string(False)),
