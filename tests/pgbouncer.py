@@ -65,7 +65,9 @@ def pgbouncer(server_url: URL, port: int | None = None) -> Iterator[tuple[URL, P
             log.touch()
             log.chmod(0o666)
             command[1:1] = ["--user", system_user]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Its output goes to a file: a pipe nobody reads would fill up and stop it.
+        output = (directory / "output.log").open("w")
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 10
             while True:
@@ -73,7 +75,7 @@ def pgbouncer(server_url: URL, port: int | None = None) -> Iterator[tuple[URL, P
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
                 except OSError:
-                    assert process.poll() is None, process.stdout and process.stdout.read()
+                    assert process.poll() is None, (directory / "output.log").read_text()
                     assert time.monotonic() < deadline, "PgBouncer did not listen"
                     time.sleep(0.05)
             pooled = server_url.set(host="127.0.0.1", port=port, password=None)
@@ -81,3 +83,4 @@ def pgbouncer(server_url: URL, port: int | None = None) -> Iterator[tuple[URL, P
         finally:
             process.kill()  # no client of its own is left to wait for
             process.wait(timeout=10)
+            output.close()
