@@ -4,7 +4,7 @@ real PgBouncer in transaction pooling (DB_POOLER=transaction), for both drivers.
     uv run python -m benchmarks.pooler        # prints the table; needs `pgbouncer`
 
 One uvicorn worker per run, 16 concurrent clients for 8 s on `GET /hotels/500`, the same
-database (1,000 hotels). PgBouncer has 4 server connections (tests/pgbouncer.py), fewer
+database (1,000 hotels). PgBouncer has 4 server connections, fewer
 than the app's pool, as in production.
 """
 
@@ -48,7 +48,7 @@ def main() -> None:
                     run([sys.executable, "-m", "alembic", "upgrade", "head"], project, direct)
                     hotels = ", ".join(f"('Hotel {n}', 'Town {n}')" for n in range(1000))
                     execute(database, f"INSERT INTO hotels (title, location) VALUES {hotels}")
-                with pgbouncer(database) as (pooled_url, _):
+                with pgbouncer(database, server_connections=4) as (pooled_url, _):
                     pooled = as_env(
                         DATABASE_URL=pooled_url.render_as_string(hide_password=False),
                         DB_POOLER="transaction",

@@ -128,11 +128,12 @@ def settings_env(url: URL, **overrides: str) -> dict[str, str]:
     return env
 
 
-# The longest tests (about 30 to 55 s each), started first so that the two workers
+# The longest tests (about 15 to 55 s each), started first so that the two workers
 # finish together instead of one waiting on a long test collected last.
 LONGEST_FIRST = (
     "test_readme_quick_start_works_line_by_line",
     "test_web_service_holds",
+    "test_image_serves_through_pgbouncer_after_a_direct_migration",
     "test_two_branches_conflict_in_git_and_rebase_revision_resolves_it",
     "test_benchmarks_run_in_quick_mode",
     "test_squash_writes_a_proven_baseline_in_the_middle_of_a_history",

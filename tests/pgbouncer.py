@@ -22,13 +22,17 @@ NOT_INSTALLED = (
     "PgBouncer tests did NOT run: the pgbouncer binary is not installed "
     "(apt-get install pgbouncer; .ci/run installs it)"
 )
-# Fewer server connections than the app's pool holds, so that transactions of
-# different client connections share server connections, as in production.
-SERVER_CONNECTIONS = 4
+# The tests' PgBouncer has one server connection: every client's transactions share
+# it, so a statement one client prepared is there for the next, whose own statement of
+# the same name then fails, every time rather than by chance (with 4, psycopg's
+# `_pg3_0` collided in about 1 run of 2).
+SERVER_CONNECTIONS = 1
 
 
 @contextmanager
-def pgbouncer(server_url: URL, port: int | None = None) -> Iterator[tuple[URL, Path]]:
+def pgbouncer(
+    server_url: URL, port: int | None = None, server_connections: int = SERVER_CONNECTIONS
+) -> Iterator[tuple[URL, Path]]:
     """PgBouncer in transaction pooling for every database of the server: its URL
     (the server's user, no password) and its log file."""
     assert PGBOUNCER, NOT_INSTALLED
@@ -50,7 +54,7 @@ def pgbouncer(server_url: URL, port: int | None = None) -> Iterator[tuple[URL, P
             "pool_mode = transaction\n"
             "auth_type = trust\n"
             f"auth_file = {directory / 'users.txt'}\n"
-            f"default_pool_size = {SERVER_CONNECTIONS}\n"
+            f"default_pool_size = {server_connections}\n"
             "max_client_conn = 1000\n"
             "server_round_robin = 1\n"
             f"logfile = {log}\n"
