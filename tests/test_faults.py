@@ -18,6 +18,7 @@ from tests.alembic_cli import Alembic
 from tests.conftest import AWKWARD_PASSWORD, schema_snapshot, settings_env
 from tests.postgres import connect, execute
 from tests.rendering import QUESTIONS, render_service
+from tests.serving import free_port
 from tests.test_service import add_bookings_model
 
 pytestmark = pytest.mark.reliability
@@ -127,9 +128,7 @@ def test_server_that_never_answers_fails_within_seconds(db_driver: str, tmp_path
 
 def test_refused_connection_names_host_and_port(tmp_path: Path) -> None:
     project = render_service(tmp_path / "service")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()
     env = settings_env(URL.create("postgresql", host="127.0.0.1", port=closed_port))
 
     result = Alembic(project, **env).run("current")

@@ -8,7 +8,6 @@ finally made to run its own test suite.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from tests.service_suite import (
     PYTEST_ALEMBIC_BUILT_INS,
     outcome_counts,
 )
+from tests.serving import free_port
 
 # Clean for the migration lint whatever the release's Base offers, as a
 # team's model is once the service lints its revisions.
@@ -242,9 +242,7 @@ SERVED_PASSWORD = "never in a log 9f3e"
 
 def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], str]:
     """`make run`, then real HTTP calls: {path: (status, JSON or None)}, and the log."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         ["make", "run", f"PORT={port}"],
         cwd=project,
