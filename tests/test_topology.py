@@ -29,7 +29,10 @@ from tests.postgres import connect, create_database, drop_database
 from tests.rendering import render_service
 from tests.serving import free_port, mixed_load, read_log, served
 
-pytestmark = pytest.mark.skipif(PGBOUNCER is None, reason=NOT_INSTALLED)
+pytestmark = [
+    pytest.mark.reliability,
+    pytest.mark.skipif(PGBOUNCER is None, reason=NOT_INSTALLED),
+]
 ANSWER_SETS = [
     {"web_framework": "fastapi", "db_driver": "asyncpg"},
     {"web_framework": "fastapi", "db_driver": "psycopg", "code_dir": "app"},
