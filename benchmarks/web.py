@@ -21,6 +21,7 @@ import httpx
 
 from benchmarks.run import ROOT, as_env, bench_database, render, run, table
 from tests.postgres import drop_database, execute, postgres_server
+from tests.serving import free_port
 
 BARE_APP = """\
 from fastapi import FastAPI, HTTPException
@@ -108,10 +109,8 @@ def main() -> None:
             execute(database, f"INSERT INTO hotels (title, location) VALUES {rows}")
             figures, lines = [], []
             measured: dict[str, dict[str, tuple[float, float, float]]] = {}
-            for name, module, port in (
-                ("ours", "src.main:app", 8711),
-                ("bare", "src.bare_app:app", 8712),
-            ):
+            for name, module in (("ours", "src.main:app"), ("bare", "src.bare_app:app")):
+                port = free_port()
                 process = serve(project, module, env, port)
                 base = f"http://127.0.0.1:{port}"
                 try:
