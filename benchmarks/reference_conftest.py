@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from scripts.scratch_databases import drop_database
 from sqlalchemy import create_engine, make_url, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from src.config import DRIVERNAME, get_settings
@@ -27,5 +28,5 @@ def alembic_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[AsyncEngine]:
     get_settings.cache_clear()
     yield create_async_engine(url, poolclass=pool.NullPool)
     with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        drop_database(connection, name)
     admin.dispose()

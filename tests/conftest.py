@@ -9,7 +9,13 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.pgbouncer import NOT_INSTALLED, PGBOUNCER
-from tests.postgres import connect, create_database, drop_database, postgres_server
+from tests.postgres import (
+    connect,
+    create_database,
+    drop_database,
+    drop_database_on,
+    postgres_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +108,15 @@ def password_role(postgres_server_url: URL) -> Iterator[str]:
                 {"role": role},
             ).all()
             for database in owned:
-                connection.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+                drop_database_on(connection, database)
             connection.execute(text(f"DROP ROLE {role}"))
+
+
+@pytest.fixture
+def password_role_server_url(postgres_server_url: URL, password_role: str) -> URL:
+    """The server as the password role: CREATEDB, not a superuser, as a service's
+    TEST_DATABASE_URL often is (its tests create and drop databases beside it)."""
+    return postgres_server_url.set(username=password_role, password=AWKWARD_PASSWORD)
 
 
 @pytest.fixture

@@ -4,15 +4,30 @@ The template's own code drives databases synchronously through psycopg; rendered
 services use their own driver.
 """
 
+import importlib.util
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 from sqlalchemy import URL, Connection, create_engine, make_url, text
 
 ADMIN_DRIVER = "postgresql+psycopg"
+TEMPLATE_SCRIPTS = Path(__file__).resolve().parent.parent / "template" / "scripts"
+
+
+def service_module(name: str) -> ModuleType:
+    """A plain module of the rendered services' scripts/, loaded from the template."""
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE_SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+drop_database_on = service_module("scratch_databases").drop_database
 
 
 @contextmanager
@@ -65,14 +80,13 @@ def execute(url: URL, *statements: str, autocommit: bool = False) -> None:
 def create_database(server_url: URL, name: str, owner: str | None = None) -> URL:
     """A new, empty database on the server (replacing one of the same name)."""
     owned_by = f" OWNER {owner}" if owner else ""
-    execute(
-        server_url,
-        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
-        f'CREATE DATABASE "{name}"{owned_by}',
-        autocommit=True,
-    )
+    drop_database(server_url, name)
+    execute(server_url, f'CREATE DATABASE "{name}"{owned_by}', autocommit=True)
     return server_url.set(database=name)
 
 
 def drop_database(server_url: URL, name: str) -> None:
-    execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', autocommit=True)
+    """As services drop theirs: TEST_DATABASE_URL may name a role that cannot
+    terminate an autovacuum worker, which WITH (FORCE) would have to."""
+    with connect(server_url, autocommit=True) as connection:
+        drop_database_on(connection, name)

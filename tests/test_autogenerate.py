@@ -16,7 +16,6 @@ from sqlalchemy import URL, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.alembic_cli import Alembic
-from tests.conftest import AWKWARD_PASSWORD
 from tests.postgres import connect, execute
 from tests.rendering import render_service
 from tests.service_suite import PYTEST_ALEMBIC_BUILT_INS, run_service_tests
@@ -73,8 +72,7 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
     answers: dict[str, Any],
     tmp_path: Path,
     database_url: URL,
-    postgres_server_url: URL,
-    password_role: str,
+    password_role_server_url: URL,
 ) -> None:
     project = render_service(tmp_path / "service", **answers)
     code_dir = project / answers.get("code_dir", "src")
@@ -133,8 +131,7 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
     # As a role whose password has every character that breaks a URL or
     # Alembic's config parser (all_models_register_on_metadata runs Alembic
     # in a subprocess of its own with the URL it is given).
-    password_url = postgres_server_url.set(username=password_role, password=AWKWARD_PASSWORD)
-    server_url = password_url.render_as_string(hide_password=False)
+    server_url = password_role_server_url.render_as_string(hide_password=False)
     counts = run_service_tests(
         project, {**os.environ, "TEST_DATABASE_URL": server_url}, *PYTEST_ALEMBIC_BUILT_INS
     )

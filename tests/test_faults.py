@@ -77,6 +77,7 @@ def test_missing_settings_give_one_short_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "set DATABASE_URL, or DB_HOST, DB_USER, DB_NAME" in result.stderr
+    assert "`make db` starts a PostgreSQL" in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2
     assert AWKWARD_PASSWORD not in result.stderr
 

@@ -73,6 +73,7 @@ def head_record(project: Path) -> Path:
 
 
 def service_tests_pass(project: Path, alembic: Alembic, server_url: URL) -> None:
+    """`server_url` is not a superuser's: the suite's teardown must not need one."""
     env = {**alembic.env, "TEST_DATABASE_URL": server_url.render_as_string(False)}
     expected = service_test_count({"example_models": True, "web_framework": "none"})
     assert run_service_tests(project, env) == {"passed": expected}
@@ -80,7 +81,7 @@ def service_tests_pass(project: Path, alembic: Alembic, server_url: URL) -> None
 
 @pytest.mark.reliability
 def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
-    tmp_path: Path, database_url: URL, postgres_server_url: URL
+    tmp_path: Path, database_url: URL, postgres_server_url: URL, password_role_server_url: URL
 ) -> None:
     code_dir = "app"
     project = render_service(
@@ -188,7 +189,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
         timeout=120,
     )
     assert lint.returncode == 0, lint.stdout
-    service_tests_pass(project, alembic, postgres_server_url)
+    service_tests_pass(project, alembic, password_role_server_url)
 
     # A record that no longer names the head fails the check, in one line.
     record.write_text(f"{theirs}\n")
@@ -230,7 +231,7 @@ def version_of(url: URL) -> str:
 
 @pytest.mark.reliability
 def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
-    tmp_path: Path, database_url: URL, postgres_server_url: URL
+    tmp_path: Path, database_url: URL, postgres_server_url: URL, password_role_server_url: URL
 ) -> None:
     project = render_service(tmp_path / "service")
     alembic = Alembic(project, database_url)
@@ -276,7 +277,7 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         assert "Squashed 5 revisions into" in squashed.stdout
         remaining = sorted(path.name for path in versions.glob("*.py"))
         assert len(remaining) == 3
-        (baseline,) = versions.glob(f"*{squash_point}_baseline*.py")
+        (baseline,) = versions.glob(f"*{squash_point}_baseline_up_to_{squash_point}.py")
         assert "down_revision: str | Sequence[str] | None = None" in baseline.read_text()
 
         # The same schema through the new history, on a fresh database.
@@ -299,7 +300,7 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         assert version_of(older) == EXAMPLE_HEAD and schema_dump(older) == older_schema
 
         assert history_tool(project, alembic, "check").returncode == 0
-        service_tests_pass(project, alembic, postgres_server_url)
+        service_tests_pass(project, alembic, password_role_server_url)
     finally:
         for database in (older, at_point, through_history):
             drop_database(postgres_server_url, str(database.database))

@@ -8,17 +8,31 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.rendering import answer_set_id, answer_sets, render_service, rendered_files
+from tests.rendering import (
+    QUESTIONS,
+    TEMPLATE_ROOT,
+    answer_set_id,
+    answer_sets,
+    question_values,
+    render_service,
+    rendered_files,
+)
 
 ANSWER_SETS = answer_sets()
 
 
 def test_answer_sets_cover_every_value_of_every_question() -> None:
-    from tests.rendering import QUESTIONS, question_values
-
     for name in QUESTIONS:
         rendered_values = {answers[name] for answers in ANSWER_SETS}
         assert set(question_values(name)) <= rendered_values, name
+
+
+def test_template_readme_lists_every_question_with_its_default() -> None:
+    readme = (TEMPLATE_ROOT / "README.md").read_text()
+    questions = readme.split("## Questions", 1)[1].split("\n## ", 1)[0]
+    for name, spec in QUESTIONS.items():
+        default = str(spec["default"]).lower() if spec["type"] == "bool" else spec["default"]
+        assert f"| `{name}` | `{default}` |" in questions, name
 
 
 @pytest.mark.parametrize("answers", ANSWER_SETS, ids=answer_set_id)

@@ -5,20 +5,12 @@ The stairway test and `make squash` judge schemas with it; here it is run on pai
 schemas that differ by one defect, on real PostgreSQL.
 """
 
-import importlib.util
-
 import pytest
 from sqlalchemy import URL, text
 
-from tests.postgres import connect
-from tests.rendering import TEMPLATE_ROOT
+from tests.postgres import connect, service_module
 
-_spec = importlib.util.spec_from_file_location(
-    "schema_catalog", TEMPLATE_ROOT / "template" / "scripts" / "schema_catalog.py"
-)
-assert _spec is not None and _spec.loader is not None
-schema_catalog = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(schema_catalog)
+schema_catalog = service_module("schema_catalog")
 
 # (the schema a revision started from, what a faulty downgrade leaves instead, a fact
 # the snapshot must name in the difference)

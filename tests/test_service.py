@@ -267,6 +267,9 @@ def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], 
         user = {"email": "first@example.com", "password": SERVED_PASSWORD}
         created = httpx.post(f"{base}/users", json=user, timeout=5)
         replies["/users"] = (created.status_code, created.json())
+        same_address = {**user, "email": user["email"].title()}
+        taken = httpx.post(f"{base}/users", json=same_address, timeout=5)
+        replies["/users, the same address in other case"] = (taken.status_code, taken.json())
         replies["/docs"] = (httpx.get(f"{base}/docs", timeout=5).status_code, None)
     finally:
         # The reloader and its worker: the whole session.
@@ -281,16 +284,17 @@ def quick_start_lines(readme: str) -> list[str]:
 
 
 def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
-    """A newcomer's first minutes: the rendered README's quick start, then the gates.
+    """A teammate's first minutes in a clone: the rendered README's quick start, then
+    the gates.
 
-    `copier copy` is the render below (from the working tree); `cd` is the working
-    directory; every other line runs as written, on a machine with no database and,
-    like CI runners and containers, no XDG_RUNTIME_DIR; none of them prints a warning.
+    Every line runs as written in the service's folder, on a machine with no database
+    and, like CI runners and containers, no XDG_RUNTIME_DIR; none of them prints a
+    warning. The last, `make run`, serves the app for the real HTTP calls below.
     """
     project = render_service(tmp_path / "my-service", web_framework="fastapi")
     lines = quick_start_lines((project / "README.md").read_text())
-    assert len(lines) <= 5
-    assert lines[0].startswith("uvx copier copy ") and lines[1] == "cd my-service"
+    assert len(lines) <= 5 and not any("copier" in line for line in lines)
+    assert lines[-1] == "make run"
     newcomer_env = {
         name: value
         for name, value in os.environ.items()
@@ -314,15 +318,17 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
         return result.stdout
 
     try:
-        outputs = [run(line) for line in lines[2:]]
+        outputs = {line: run(line) for line in lines[:-1]}
         assert warnings == []
-        assert "Wrote DATABASE_URL to .env" in outputs[0]
+        assert "Wrote DATABASE_URL to .env" in outputs["make db"]
         assert "DATABASE_URL=postgresql://" in (project / ".env").read_text()
-        assert " passed" in outputs[-1] and "failed" not in outputs[-1]
+        assert " passed" in outputs["make test"] and "failed" not in outputs["make test"]
+        assert ".env already uses this server." in run("make db")
         assert "e07a3d5c8b19 (head)" in run("uv run alembic current")
         served, log = serve_and_call(project, newcomer_env)
         assert served["/ready"] == (200, {"status": "ready"})
         assert served["/users"][0] == 201 and served["/docs"][0] == 200
+        assert served["/users, the same address in other case"][0] == 409
         assert "Serving http://127.0.0.1:" in log and "/docs" in log
         assert SERVED_PASSWORD not in log
         run("make lint")

@@ -56,6 +56,7 @@ def template_repository(tmp_path: Path) -> Path:
     repository = tmp_path / "template-repository"
     repository.mkdir()
     shutil.copy(TEMPLATE_ROOT / "copier.yml", repository)
+    shutil.copy(TEMPLATE_ROOT / "README.md", repository)
     shutil.copytree(TEMPLATE_ROOT / "template", repository / "template")
     git(repository, "init", "-q")
     git(repository, "config", "user.email", "template@example.com")
@@ -63,6 +64,14 @@ def template_repository(tmp_path: Path) -> Path:
     commit_all(repository, "Release 0.1.0")
     git(repository, "tag", "v0.1.0")
     return repository
+
+
+def readme_render_command(readme: str) -> str:
+    """The first line of the template README's first code block, without its comment."""
+    block = readme.split("```bash\n", 1)[1]
+    command = block.splitlines()[0].split("#", 1)[0].strip()
+    assert command.startswith("uvx copier copy ")
+    return command
 
 
 def release(repository: Path, tag: str) -> None:
@@ -162,6 +171,59 @@ def test_update_applies_template_changes_and_keeps_user_work(
     assert not CONFLICT_MARKER.search(git(service, "diff", "HEAD"))
     check = alembic.batch("upgrade head", "check")[1]
     assert "No new upgrade operations detected" in check
+
+
+def test_the_readme_render_command_gives_a_service_that_updates(
+    template_repository: Path, tmp_path: Path
+) -> None:
+    """A newcomer's path, literally: clone, the README's render command (with --defaults),
+    commit the service; a template release later, `uvx copier update` inside the service."""
+    clone = tmp_path / "alembic-service-template"
+    git(tmp_path, "clone", "-q", str(template_repository), str(clone))
+    render = readme_render_command((clone / "README.md").read_text()) + " --defaults"
+
+    rendered = subprocess.run(
+        render, shell=True, cwd=clone, capture_output=True, text=True, timeout=300
+    )
+
+    assert rendered.returncode == 0, rendered.stderr
+    service = tmp_path / "my-service"
+    answers = service / ".copier-answers.yml"
+    assert f"_src_path: {clone}\n" in answers.read_text()
+    git(service, "init", "-q")
+    git(service, "config", "user.email", "team@example.com")
+    git(service, "config", "user.name", "Team")
+    commit_all(service, "Render the service")
+    source_check = [sys.executable, "scripts/template_source.py"]
+    assert subprocess.run(source_check, cwd=service, timeout=60).returncode == 0
+    git(clone, "config", "user.email", "template@example.com")
+    git(clone, "config", "user.name", "Template")
+    replace_once(clone / "template" / ".gitignore", ".env\n", ".env\n# Template 0.2.0\n")
+    release(clone, "v0.2.0")
+
+    updated = subprocess.run(
+        "uvx copier update --defaults",
+        shell=True,
+        cwd=service,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert updated.returncode == 0, updated.stderr
+    assert "# Template 0.2.0" in (service / ".gitignore").read_text()
+    assert "_commit: v0.2.0" in answers.read_text()
+
+    # A service rendered with `copier copy . ../my-service` (the README before v0.9.0):
+    # `make update` stops before Copier, says what to write, and changes nothing.
+    commit_all(service, "Update from the template")
+    replace_once(answers, f"_src_path: {clone}\n", "_src_path: .\n")
+    refused = subprocess.run(source_check, cwd=service, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "records the template as _src_path: ., a path relative to" in refused.stderr
+    assert f"from this folder it names {service}, not the template" in refused.stderr
+    assert "absolute path of your clone" in refused.stderr
+    assert git(service, "status", "--porcelain") == " M .copier-answers.yml\n"
 
 
 def test_colliding_edits_leave_markers_that_pre_commit_refuses(
