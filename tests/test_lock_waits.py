@@ -1,0 +1,222 @@
+"""Deploying under live traffic: a revision needs a lock that another session holds.
+
+Two clients read `users` by key every 10 ms while `alembic upgrade` runs, and record
+what each read waited. A queued ALTER TABLE makes every read queue behind it, so the
+reads show whether the run stepped aside (lock_timeout, 500 ms per attempt) or stalled
+them. Margins are seconds against hundreds of ms; nothing waits on a fixed sleep.
+"""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, text
+from sqlalchemy.exc import DBAPIError
+
+from tests.alembic_cli import Alembic
+from tests.conftest import schema_snapshot
+from tests.lock_traffic import AlembicProcess, holding, key_reads, lock_waits_logged
+from tests.postgres import connect, execute
+from tests.rendering import render_service
+
+pytestmark = pytest.mark.reliability
+HEAD_REVISION = "e07a3d5c8b19"
+READER = "nightly report"
+ONE_USER = "SELECT email FROM users WHERE id = 1"
+
+NEW_COLUMN_REVISION = '''\
+"""Add nickname to users"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "6b1f6b1f6b1f"
+down_revision = "e07a3d5c8b19"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("users", sa.Column("nickname", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("users", "nickname")
+'''
+
+INDEX_REVISION = '''\
+"""Index hotel titles"""
+
+from alembic import op
+
+from src.migration_policy import concurrent_index_block
+
+revision = "5a0e5a0e5a0e"
+down_revision = "6b1f6b1f6b1f"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with concurrent_index_block() as concurrently:
+        op.create_index(
+            "ix_hotels_title",
+            "hotels",
+            ["title"],
+            postgresql_concurrently=concurrently,
+            if_not_exists=True,
+        )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_hotels_title", table_name="hotels")
+'''
+
+
+@pytest.fixture
+def service_with_users(tmp_path: Path, database_url: URL) -> tuple[Path, Alembic]:
+    """The default service at the shipped head, with one user, and a new revision
+    that adds a column to `users` (ALTER TABLE: an ACCESS EXCLUSIVE lock)."""
+    project = render_service(tmp_path / "service")
+    (versions,) = project.rglob("versions")
+    (versions / "6b1f6b1f6b1f_add_nickname_to_users.py").write_text(NEW_COLUMN_REVISION)
+    alembic = Alembic(project, database_url)
+    alembic("upgrade", HEAD_REVISION)
+    execute(database_url, "INSERT INTO users (email, hashed_password) VALUES ('a@b.c', 'x')")
+    return project, alembic
+
+
+def test_revision_behind_a_reader_completes_after_it_and_traffic_never_stalls(
+    service_with_users: tuple[Path, Alembic], database_url: URL
+) -> None:
+    project, alembic = service_with_users
+
+    with key_reads(database_url, ONE_USER) as waits:
+        with holding(database_url, "SELECT count(*) FROM users", READER):
+            run = AlembicProcess(project, alembic.env, "upgrade", "head")
+            # Four attempts gave up: about 3 s with the table held. One wait for
+            # the lock would have stalled every read for all of it.
+            run.wait_for(lock_waits_logged(4))
+        returncode, log = run.finish()
+
+    assert returncode == 0, log
+    assert f"application '{READER}'" in log and "on users" in log
+    assert "ALTER TABLE users ADD COLUMN nickname" in log
+    assert alembic("current").startswith("6b1f6b1f6b1f (head)")
+    assert len(waits) > 50
+    # One attempt holds reads back for at most lock_timeout (500 ms).
+    assert max(waits) < 1.5, f"worst read: {max(waits):.2f} s"
+
+
+def test_reader_outlasting_the_budget_is_named_and_nothing_changes(
+    service_with_users: tuple[Path, Alembic], database_url: URL
+) -> None:
+    project, alembic = service_with_users
+    env = {**alembic.env, "MIGRATION_LOCK_RETRY_SECONDS": "2"}
+    before = schema_snapshot(database_url)
+
+    with holding(database_url, "SELECT count(*) FROM users", READER) as reader_pid:
+        run = AlembicProcess(project, env, "upgrade", "head")
+        returncode, log = run.finish()
+
+    assert returncode != 0
+    assert "rolled back; the database is unchanged" in log
+    assert "lock_timeout (500 ms) expired" in log and "MIGRATION_LOCK_RETRY_SECONDS=2" in log
+    assert f"pid {reader_pid}" in log and f"application '{READER}'" in log
+    assert "SELECT count(*) FROM users" in log
+    assert f"SELECT pg_terminate_backend({reader_pid});" in log
+    assert "Traceback" not in log
+    assert schema_snapshot(database_url) == before
+
+    # Without retries, the first wait that gives up ends the run, and still names it.
+    no_retries = {**alembic.env, "MIGRATION_LOCK_RETRY_SECONDS": "0"}
+    with holding(database_url, "SELECT count(*) FROM users", READER) as reader_pid:
+        returncode, log = AlembicProcess(project, no_retries, "upgrade", "head").finish()
+    assert returncode != 0 and "1 attempt(s)" in log and f"pid {reader_pid}" in log
+    assert "Trying again" not in log
+    assert schema_snapshot(database_url) == before
+
+
+def test_interrupted_concurrent_index_build_is_not_taken_for_done(
+    service_with_users: tuple[Path, Alembic], database_url: URL
+) -> None:
+    """CREATE INDEX CONCURRENTLY commits an INVALID index, then waits for the writers of
+    the table; a build that gives up waiting leaves it, and IF NOT EXISTS would skip it."""
+    project, alembic = service_with_users
+    (versions,) = project.rglob("versions")
+    (versions / "5a0e5a0e5a0e_index_hotel_titles.py").write_text(INDEX_REVISION)
+    alembic("upgrade", "6b1f6b1f6b1f")
+    no_retries = {**alembic.env, "MIGRATION_LOCK_RETRY_SECONDS": "0"}
+    writer = "UPDATE hotels SET title = title"
+
+    with holding(database_url, writer, "bulk import") as writer_pid:
+        returncode, log = AlembicProcess(project, no_retries, "upgrade", "head").finish()
+        assert returncode != 0, log
+        assert f"pid {writer_pid}" in log and "application 'bulk import'" in log
+        assert "the failing revision ran in an autocommit block stays" in log
+        assert index_validity(database_url) == {"ix_hotels_title": False}
+
+        # With retries, the next run drops it, and builds it once the writer is gone.
+        run = AlembicProcess(project, alembic.env, "upgrade", "head")
+        run.wait_for(lock_waits_logged(2))
+    returncode, log = run.finish()
+
+    assert returncode == 0, log
+    assert "Dropped ix_hotels_title, left INVALID by a failed build." in log
+    assert index_validity(database_url) == {"ix_hotels_title": True}
+    assert alembic("current").startswith("5a0e5a0e5a0e (head)")
+
+
+def index_validity(url: URL) -> dict[str, bool]:
+    with connect(url) as connection:
+        rows = connection.execute(
+            text(
+                "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+                "WHERE indexrelid::regclass::text LIKE 'ix_hotels_%'"
+            )
+        )
+        return {name: valid for name, valid in rows}
+
+
+def test_scripts_say_what_they_cannot_retry(service_with_users: tuple[Path, Alembic]) -> None:
+    _, alembic = service_with_users
+
+    script = alembic("upgrade", f"{HEAD_REVISION}:head", "--sql")
+
+    assert "-- A script cannot step aside and retry a lock wait" in script
+    assert script.index("SET lock_timeout = 500") < script.index("ALTER TABLE users")
+
+
+def test_lock_waits_are_told_apart_by_sqlstate_on_a_server_answering_in_russian(
+    service_with_users: tuple[Path, Alembic], database_url: URL
+) -> None:
+    """The team's servers may answer in Russian: a lock wait that gives up is
+    «выполнение оператора отменено из-за тайм-аута блокировки» there, and is still
+    named and retried, because it is recognised by SQLSTATE 55P03."""
+    project, alembic = service_with_users
+    with connect(database_url, autocommit=True) as connection:
+        russian = "SET lc_messages TO 'ru_RU.UTF-8'"
+        try:
+            connection.execute(text(russian))
+            connection.execute(text("SELECT 1 / 0"))
+        except DBAPIError as error:
+            answer = str(error.orig)
+        if "деление на ноль" not in answer:
+            pytest.skip(
+                "this server cannot answer in Russian (no ru_RU.UTF-8 locale, or built "
+                f"without translations): {answer!r}; .ci/run's PostgreSQL 15 pass runs it"
+            )
+        database = database_url.database
+        connection.execute(text(f'ALTER DATABASE "{database}" {russian}'))
+
+    no_retries = {**alembic.env, "MIGRATION_LOCK_RETRY_SECONDS": "0"}
+    with holding(database_url, "SELECT count(*) FROM users", READER):
+        returncode, log = AlembicProcess(project, no_retries, "upgrade", "head").finish()
+        run = AlembicProcess(project, alembic.env, "upgrade", "head")
+        run.wait_for(lock_waits_logged(2))
+    finished, retried_log = run.finish()
+
+    assert returncode != 0
+    assert "lock_timeout (500 ms) expired" in log and "тайм-аут" not in log
+    assert "rolled back; the database is unchanged" in log
+    assert finished == 0, retried_log
+    assert alembic("current").startswith("6b1f6b1f6b1f (head)")
