@@ -220,3 +220,68 @@ def test_lock_waits_are_told_apart_by_sqlstate_on_a_server_answering_in_russian(
     assert "rolled back; the database is unchanged" in log
     assert finished == 0, retried_log
     assert alembic("current").startswith("6b1f6b1f6b1f (head)")
+
+
+BACKFILL_REVISION = '''\
+"""Fill nicknames"""
+
+from src.migration_policy import backfill
+
+revision = "7c2d7c2d7c2d"
+down_revision = "6b1f6b1f6b1f"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    backfill("users", "nickname = 'user ' || id", "nickname IS NULL", batch_size=10)
+
+
+def downgrade() -> None:
+    pass
+'''
+HALT_AT_57 = """
+CREATE FUNCTION halt_at_57() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = 57 THEN RAISE EXCEPTION 'halted at user 57'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER halt_at_57 BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION halt_at_57();
+"""
+
+
+def test_backfill_failing_halfway_keeps_its_batches_and_resumes(
+    service_with_users: tuple[Path, Alembic], database_url: URL
+) -> None:
+    project, alembic = service_with_users
+    (versions,) = project.rglob("versions")
+    (versions / "7c2d7c2d7c2d_fill_nicknames.py").write_text(BACKFILL_REVISION)
+    alembic("upgrade", "6b1f6b1f6b1f")
+    execute(
+        database_url,
+        "INSERT INTO users (email, hashed_password) "
+        "SELECT 'user' || n || '@example.com', 'x' FROM generate_series(2, 95) AS n",
+        HALT_AT_57,
+    )
+
+    halted = alembic.run("upgrade", "head")
+
+    assert halted.returncode != 0
+    assert "halted at user 57" in halted.stderr
+    assert "the failing revision ran in an autocommit block stays" in halted.stderr
+    # Batches of 10 by id: 1-10 to 41-50 committed; 51-60 was rolled back.
+    assert filled_nicknames(database_url) == 50
+    assert alembic("current").startswith("6b1f6b1f6b1f")
+
+    execute(database_url, "DROP TRIGGER halt_at_57 ON users")
+    alembic("upgrade", "head")
+
+    assert filled_nicknames(database_url) == 95
+    script = alembic("upgrade", "6b1f6b1f6b1f:head", "--sql")
+    assert "GET DIAGNOSTICS updated = ROW_COUNT" in script and "COMMIT;" in script
+
+
+def filled_nicknames(url: URL) -> int:
+    with connect(url) as connection:
+        filled = connection.scalar(text("SELECT count(*) FROM users WHERE nickname IS NOT NULL"))
+    return int(filled)

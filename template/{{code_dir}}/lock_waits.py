@@ -95,7 +95,8 @@ class BlockingSession:
 
 @dataclass
 class LockWaits:
-    """What the watcher saw last: the relation waited for, and who held it."""
+    """A run's lock waits: when its retry budget started, how many waits
+    gave up, and what the watcher saw last (the relation, who held it)."""
 
     relation: str | None = None
     sessions: tuple[BlockingSession, ...] = ()
