@@ -101,6 +101,7 @@ def test_revision_behind_a_reader_completes_after_it_and_traffic_never_stalls(
     assert returncode == 0, log
     assert f"application '{READER}'" in log and "on users" in log
     assert "ALTER TABLE users ADD COLUMN nickname" in log
+    assert "Completed after " in log
     assert alembic("current").startswith("6b1f6b1f6b1f (head)")
     assert len(waits) > 50
     # One attempt holds reads back for at most lock_timeout (500 ms).
