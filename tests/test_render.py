@@ -1,5 +1,6 @@
 """Rendering: every answer set renders completely; wrong answers are refused and write nothing."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,53 @@ def json_schema_check(schema: str, path: Path) -> list[str]:
 def check_file(command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def readmes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A fastapi service per README language."""
+    root = tmp_path_factory.mktemp("readmes")
+    return {
+        language: render_service(root / language, web_framework="fastapi", readme_language=language)
+        for language in ("en", "ru")
+    }
+
+
+def readme_facts(readme: str) -> dict[str, Any]:
+    """What must not exist in one language only: code, commands, links, sections."""
+    blocks = re.findall(r"```.*?```", readme, flags=re.S)
+    prose = re.sub(r"```.*?```", "", readme, flags=re.S)
+    return {
+        # Comments in code blocks are translated; the code is not.
+        "code blocks": sorted(re.sub(r"\s+#.*", "", block) for block in blocks),
+        "code spans": sorted(set(re.findall(r"`([^`\n]+)`", prose))),
+        "links": sorted(re.findall(r"\]\(([^)]+)\)", readme)),
+        "sections": len(re.findall(r"^#+ ", readme, re.M)),
+    }
+
+
+def test_both_readmes_hold_the_same_facts(readmes: dict[str, Path]) -> None:
+    english, russian = (readme_facts((readmes[lang] / "README.md").read_text()) for lang in readmes)
+    for fact in english:
+        assert english[fact] == russian[fact], fact
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_readme_commands_can_be_typed_and_references_resolve(
+    readmes: dict[str, Path], language: str
+) -> None:
+    project = readmes[language]
+    readme = (project / "README.md").read_text()
+    headings = set(re.findall(r"^#+ (.+)$", readme, re.M))
+
+    for bare in ("`alembic stamp ", "`alembic revision --autogenerate"):
+        assert bare not in readme
+    assert "`git init`" in readme and "pre-commit install" in readme
+    assert re.search(r"-X POST localhost:8000/hotels .*\"location\"", readme.replace("\\\n", ""))
+    helped = subprocess.run(["make", "help"], cwd=project, capture_output=True, text=True)
+    assert helped.returncode == 0 and "$(" not in helped.stdout and "update" in helped.stdout
+    references = re.findall(r'\(README, "([^"]+)"\)', (project / ".env.example").read_text())
+    assert references and set(references) <= headings, references
+    if language == "ru":
+        warning = "Выкатывайте сжатие только туда, где все базы стоят на `<rev>` или новее"
+        assert warning in " ".join(readme.split())

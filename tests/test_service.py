@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -271,11 +272,33 @@ def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], 
         taken = httpx.post(f"{base}/users", json=same_address, timeout=5)
         replies["/users, the same address in other case"] = (taken.status_code, taken.json())
         replies["/docs"] = (httpx.get(f"{base}/docs", timeout=5).status_code, None)
+        # The README's curl examples, as typed, against this port.
+        for example in readme_curl_examples((project / "README.md").read_text()):
+            typed = example.replace("localhost:8000", f"127.0.0.1:{port}")
+            called = subprocess.run(
+                f"{typed} -o /dev/null -w '%{{http_code}}'",
+                shell=True,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            replies[example] = (int(called.stdout or 0), None)
     finally:
         # The reloader and its worker: the whole session.
         os.killpg(server.pid, signal.SIGTERM)
         log, _ = server.communicate(timeout=30)
     return replies, log
+
+
+def readme_curl_examples(readme: str) -> list[str]:
+    """Every `curl` command in the README's code blocks, continuation lines joined."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
+        joined = re.sub(r"\\\n\s*", "", textwrap.dedent(block))
+        commands += [
+            line.strip() for line in joined.splitlines() if line.strip().startswith("curl ")
+        ]
+    return commands
 
 
 def quick_start_lines(readme: str) -> list[str]:
@@ -329,6 +352,10 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
         assert served["/ready"] == (200, {"status": "ready"})
         assert served["/users"][0] == 201 and served["/docs"][0] == 200
         assert served["/users, the same address in other case"][0] == 409
+        examples = {path: status for path, (status, _) in served.items() if path.startswith("curl")}
+        assert len(examples) == 4 and all(200 <= status < 300 for status in examples.values()), (
+            examples
+        )
         assert "Serving http://127.0.0.1:" in log and "/docs" in log
         assert SERVED_PASSWORD not in log
         run("make lint")
