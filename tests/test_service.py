@@ -21,6 +21,7 @@ from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
 from tests.conftest import public_tables
+from tests.import_graph import import_circles
 from tests.rendering import answer_set_id, answer_sets, render_service
 from tests.service_suite import (
     PYTEST_ALEMBIC_BUILT_IN_COUNT,
@@ -168,9 +169,11 @@ def test_service_passes_its_own_gates(
     postgres_server_url: URL,
     mypy_cache: Path,
 ) -> None:
-    """Its test suite on PostgreSQL, ruff, mypy --strict and its formatter's check."""
+    """Its test suite on PostgreSQL, ruff, mypy --strict and its formatter's check;
+    and no import circle among its modules."""
     project = render_service(tmp_path / "service", **answers)
     server_url = postgres_server_url.render_as_string(hide_password=False)
+    assert import_circles(project, allowed_package=f"{answers['code_dir']}.models") == []
 
     failures = {}
     for gate, command in service_gates(answers, mypy_cache).items():

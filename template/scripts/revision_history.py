@@ -1,0 +1,109 @@
+"""What the history commands share: the project's Alembic setup, the head
+record, and the revision graph.
+
+Imports nothing from the service's package, and no command: the record-head
+post-write hook (scripts/migration_history.py) also runs inside `make
+squash`'s temporary copy of the project, which has no package.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import to_tuple
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HEAD_RECORD = "head_revision.txt"
+
+
+class HistoryError(Exception):
+    """Refused or failed; nothing was changed unless the message says so."""
+
+
+def alembic_config() -> Config:
+    return Config(PROJECT_ROOT / "alembic.ini")
+
+
+def script_directory(config: Config | None = None) -> ScriptDirectory:
+    return ScriptDirectory.from_config(config or alembic_config())
+
+
+def head_record(scripts: ScriptDirectory) -> Path:
+    return Path(scripts.dir) / HEAD_RECORD
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(PROJECT_ROOT))
+
+
+def record_head(scripts: ScriptDirectory) -> list[str]:
+    heads = sorted(scripts.get_heads())
+    head_record(scripts).write_text("".join(f"{head}\n" for head in heads))
+    return heads
+
+
+def check_head_record(scripts: ScriptDirectory) -> str:
+    """One head, and the record names it; else a one-line HistoryError.
+
+    A missing record (a service that predates it) is written, and the check
+    still fails, so that the new file gets committed.
+    """
+    record = head_record(scripts)
+    heads = sorted(scripts.get_heads())
+    if record.exists() and "<<<<<<<" in record.read_text():
+        raise HistoryError(
+            f"{shown(record)} has a merge conflict: two branches added "
+            "revisions; run `make rebase-revision` to put yours on top"
+        )
+    if len(heads) > 1:
+        raise HistoryError(
+            f"{len(heads)} head revisions ({', '.join(heads)}): two branches "
+            "added revisions; move yours on top of theirs (`make "
+            "rebase-revision` during the merge, or edit down_revision)"
+        )
+    if not record.exists():
+        record_head(scripts)
+        raise HistoryError(
+            f"{shown(record)} was missing; it is written now, for the head "
+            f"{', '.join(heads) or 'base'}: commit it with your next change"
+        )
+    recorded = record.read_text().split()
+    if recorded != heads:
+        raise HistoryError(
+            f"{shown(record)} says {', '.join(recorded) or 'nothing'}, but the "
+            f"head revision is {', '.join(heads) or 'base'}: a revision was "
+            "added, removed or edited without `alembic revision`; fix it, or "
+            "run `uv run python -m scripts.migration_history record-head`"
+        )
+    return f"Migration history: one head, {heads[0] if heads else 'base'}"
+
+
+def parents(scripts: ScriptDirectory, revision: str) -> tuple[str, ...]:
+    script = scripts.get_revision(revision)
+    assert script is not None
+    return to_tuple(script.down_revision, default=())
+
+
+def builds_on(scripts: ScriptDirectory, revision: str) -> tuple[str, ...]:
+    """Its down revisions and the revisions its `depends_on` names."""
+    script = scripts.get_revision(revision)
+    assert script is not None
+    needed = []
+    for dependency in to_tuple(script.dependencies, default=()):
+        resolved = scripts.get_revision(dependency)
+        assert resolved is not None
+        needed.append(resolved.revision)
+    return (*parents(scripts, revision), *needed)
+
+
+def ancestry(scripts: ScriptDirectory, heads: Iterable[str]) -> set[str]:
+    """The revisions and every revision below them (depends_on included)."""
+    seen: set[str] = set()
+    pending = list(heads)
+    while pending:
+        revision = pending.pop()
+        if revision not in seen:
+            seen.add(revision)
+            pending.extend(builds_on(scripts, revision))
+    return seen
