@@ -200,7 +200,7 @@ def service_test_count(answers: dict[str, Any]) -> int:
     examples = answers["example_models"]
     count = 11 if examples else 8
     if answers["web_framework"] == "fastapi":
-        count += 10 if examples else 5
+        count += 11 if examples else 6
     if runs_pytest_alembic_built_ins(answers):
         count += PYTEST_ALEMBIC_BUILT_IN_COUNT
     return count

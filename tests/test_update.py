@@ -304,7 +304,7 @@ def test_formatter_ci_and_web_layer_changes_switch_their_files(
     assert "\nrun: " in (service / "Makefile").read_text()
     server_url = postgres_server_url.render_as_string(hide_password=False)
     env = {**os.environ, "TEST_DATABASE_URL": server_url}
-    assert run_service_tests(service, env, "tests/test_api.py") == {"passed": 9}
+    assert run_service_tests(service, env, "tests/test_api.py") == {"passed": 10}
 
 
 def test_file_template_change_names_only_new_revisions(
@@ -450,4 +450,4 @@ def test_web_service_from_the_last_release_gets_the_topology_and_keeps_its_edits
         "TEST_DATABASE_URL": str(database_url.render_as_string(False)),
     }
     counts = run_service_tests(service, env, "tests/test_api.py", "tests/test_api_fuzz.py")
-    assert counts == {"passed": 10}
+    assert counts == {"passed": 11}

@@ -1,7 +1,8 @@
 """Every failure answers in JSON, and says what the client can do about it.
 
 - The database unreachable, or no pooled connection free within the pool
-  timeout: 503 with Retry-After. The next request tries again, so the app
+  timeout: 503 with Retry-After. Told apart by where the error came from
+  (SQLAlchemy, or the driver beneath it), never by its text. The next request tries again, so the app
   serves as soon as the database is back, without a restart.
 - Anything else unhandled: 500 with a request id, and nothing of the
   internals; the same id is in the log line with the traceback.
@@ -39,7 +40,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(OSError, database_unavailable)
+    app.add_exception_handler(OSError, socket_error)
     app.add_exception_handler(PoolTimeoutError, database_unavailable)
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(405, method_not_allowed)
@@ -62,6 +63,25 @@ async def database_unavailable(
         content={"detail": "Database unavailable; try again shortly"},
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+async def socket_error(request: Request, error: Exception) -> JSONResponse:
+    """asyncpg raises the socket's own OSError when it cannot connect, and
+    SQLAlchemy passes it on unwrapped: that is the database's unavailability.
+    Any other OSError (a missing file, a failed outbound call) is a bug."""
+    if _raised_within_sqlalchemy(error):
+        return await database_unavailable(request, error)
+    return await unexpected_error(request, error)
+
+
+def _raised_within_sqlalchemy(error: BaseException) -> bool:
+    frame = error.__traceback__
+    while frame is not None:
+        module = frame.tb_frame.f_globals.get("__name__", "")
+        if module.startswith("sqlalchemy."):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 async def database_error(request: Request, error: Exception) -> JSONResponse:
