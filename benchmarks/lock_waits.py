@@ -16,15 +16,10 @@ import time
 from pathlib import Path
 
 from benchmarks.run import ROOT, as_env, bench_database, render, run
-from tests.lock_traffic import AlembicProcess, holding, key_reads
+from tests.lock_traffic import NEW_COLUMN_REVISION, AlembicProcess, holding, key_reads
 from tests.postgres import drop_database, execute, postgres_server
 
 READER_SECONDS = 12.0
-REVISION = (Path(__file__).parent.parent / "tests" / "test_lock_waits.py").read_text()
-
-
-def new_column_revision() -> str:
-    return REVISION.split("NEW_COLUMN_REVISION = '''\\\n", 1)[1].split("'''", 1)[0]
 
 
 def main() -> None:
@@ -46,7 +41,7 @@ def main() -> None:
     ):
         project = render(Path(folder) / "service")
         (versions,) = project.rglob("versions")
-        (versions / "6b1f6b1f6b1f_add_nickname_to_users.py").write_text(new_column_revision())
+        (versions / "6b1f6b1f6b1f_add_nickname_to_users.py").write_text(NEW_COLUMN_REVISION)
         for name, settings in policies.items():
             database = bench_database(server, "lock_waits")
             try:

@@ -18,6 +18,26 @@ from sqlalchemy import URL, text
 from tests.postgres import connect
 
 TRAFFIC_BOUND_SECONDS = 180
+# A revision on top of the shipped head that needs an ACCESS EXCLUSIVE lock on `users`.
+NEW_COLUMN_REVISION = '''\
+"""Add nickname to users"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "6b1f6b1f6b1f"
+down_revision = "e07a3d5c8b19"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("users", sa.Column("nickname", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("users", "nickname")
+'''
 
 
 @contextmanager
@@ -89,7 +109,7 @@ class AlembicProcess:
     def wait_for(self, seen: Callable[[list[str]], bool], timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while not seen(self.lines):
-            assert self.process.poll() is None or seen(self.lines), "".join(self.lines)
+            assert self.process.poll() is None, "".join(self.lines)
             assert time.monotonic() < deadline, "".join(self.lines)
             time.sleep(0.02)
 

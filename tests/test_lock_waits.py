@@ -14,7 +14,13 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.alembic_cli import Alembic
 from tests.conftest import schema_snapshot
-from tests.lock_traffic import AlembicProcess, holding, key_reads, lock_waits_logged
+from tests.lock_traffic import (
+    NEW_COLUMN_REVISION,
+    AlembicProcess,
+    holding,
+    key_reads,
+    lock_waits_logged,
+)
 from tests.postgres import connect, execute
 from tests.rendering import render_service
 
@@ -22,26 +28,6 @@ pytestmark = pytest.mark.reliability
 HEAD_REVISION = "e07a3d5c8b19"
 READER = "nightly report"
 ONE_USER = "SELECT email FROM users WHERE id = 1"
-
-NEW_COLUMN_REVISION = '''\
-"""Add nickname to users"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "6b1f6b1f6b1f"
-down_revision = "e07a3d5c8b19"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.add_column("users", sa.Column("nickname", sa.Text(), nullable=True))
-
-
-def downgrade() -> None:
-    op.drop_column("users", "nickname")
-'''
 
 INDEX_REVISION = '''\
 """Index hotel titles"""

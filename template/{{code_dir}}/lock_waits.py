@@ -45,7 +45,6 @@ WATCH_INTERVAL_SECONDS = 0.1
 WATCH_AFTER_SECONDS = 0.2
 # The watcher's own session, so that nobody takes it for a blocker.
 WATCHER_APPLICATION_NAME = "migration lock watcher"
-APP = "application_name"
 
 BLOCKING_SESSIONS = text("""
     SELECT waited.relation, blocker.pid, blocker.usename,
@@ -144,8 +143,12 @@ async def _watch(engine: AsyncEngine, pid: int, waits: LockWaits) -> None:
             watcher = await connection.execution_options(
                 isolation_level="AUTOCOMMIT",
             )
-            name = WATCHER_APPLICATION_NAME
-            await watcher.execute(select(func.set_config(APP, name, False)))
+            label = func.set_config(
+                "application_name",
+                WATCHER_APPLICATION_NAME,
+                False,
+            )
+            await watcher.execute(select(label))
             while True:
                 found = await watcher.execute(BLOCKING_SESSIONS, {"pid": pid})
                 rows = found.all()
