@@ -287,9 +287,15 @@ def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], 
             )
             replies[example] = (int(called.stdout or 0), None)
     finally:
-        # The reloader and its worker: the whole session.
+        # The reloader and its worker: the whole session. On a loaded machine the
+        # reloader has been seen to outlive its worker's clean shutdown (CI, once):
+        # the log is read either way.
         os.killpg(server.pid, signal.SIGTERM)
-        log, _ = server.communicate(timeout=30)
+        try:
+            log, _ = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            log, _ = server.communicate(timeout=30)
     return replies, log
 
 
