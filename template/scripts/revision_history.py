@@ -1,11 +1,12 @@
 """What the history commands share: the project's Alembic setup, the head
-record, and the revision graph.
+record, the revision graph, and the history at another git ref.
 
 Imports nothing from the service's package, and no command: the record-head
 post-write hook (scripts/migration_history.py) also runs inside `make
 squash`'s temporary copy of the project, which has no package.
 """
 
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -107,3 +108,51 @@ def ancestry(scripts: ScriptDirectory, heads: Iterable[str]) -> set[str]:
             seen.add(revision)
             pending.extend(builds_on(scripts, revision))
     return seen
+
+
+def git(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *arguments],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def default_base() -> str:
+    """What a branch is compared with: the upstream main branch, else the
+    latest tag."""
+    remote_head = git("symbolic-ref", "--short", "refs/remotes/origin/HEAD")
+    candidates = [remote_head.stdout.strip(), "origin/main", "origin/master"]
+    for ref in filter(None, candidates):
+        if git("rev-parse", "--verify", "--quiet", ref).returncode == 0:
+            return ref
+    tag = git("describe", "--tags", "--abbrev=0")
+    if tag.returncode == 0:
+        return tag.stdout.strip()
+    raise HistoryError(
+        "no upstream main branch (origin/main) and no tag to compare with: "
+        "name the branch, tag or commit, e.g. `make rehearse base=main`"
+    )
+
+
+def heads_at(ref: str, scripts: ScriptDirectory) -> list[str]:
+    """The head revisions that `ref` records, each found in this checkout."""
+    record = head_record(scripts).relative_to(PROJECT_ROOT).as_posix()
+    if git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode:
+        raise HistoryError(f"{ref} is not a git commit, branch or tag here")
+    shown_record = git("show", f"{ref}:{record}")
+    if shown_record.returncode:
+        raise HistoryError(
+            f"{ref} has no {record}: the revisions it holds are not recorded"
+            " there (a service from before v0.6.0?); compare with a later ref"
+        )
+    heads = shown_record.stdout.split()
+    for head in heads:
+        if scripts.get_revision(head) is None:
+            raise HistoryError(
+                f"{ref}'s head revision {head} is not in this checkout's "
+                "history (squashed or removed?); compare with a later ref"
+            )
+    return heads

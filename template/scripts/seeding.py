@@ -1,0 +1,182 @@
+"""Synthetic rows for every table, generated from the catalog, for `make
+rehearse`.
+
+One `INSERT ... SELECT ... FROM generate_series()` per table, parents
+before children: row g of a table gets values built from g, so unique
+columns stay unique; a foreign key takes the referenced table's keys in
+turn; an enum column cycles through its labels. A column of a type not
+known here is left to its default, or to NULL; a NOT NULL one without a
+default stops the seeding with its name, as does a check constraint that
+the generated values break.
+"""
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from scripts.schema_catalog import USER_SCHEMAS
+
+
+class SeedingError(Exception):
+    """A table that synthetic rows cannot fill; its message names it."""
+
+
+TABLES_SQL = f"""
+SELECT c.oid, c.oid::regclass::text
+FROM pg_class c
+WHERE c.relnamespace IN ({USER_SCHEMAS}) AND c.relkind IN ('r', 'p')
+    AND NOT c.relispartition AND c.relname <> 'alembic_version'
+ORDER BY 2
+"""
+COLUMNS_SQL = """
+SELECT a.attrelid, a.attnum, a.attname,
+       format_type(a.atttypid, a.atttypmod),
+       base.typname, base.typtype,
+       CASE WHEN base.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4
+            THEN a.atttypmod - 4 END,
+       a.attnotnull, a.attidentity <> '' OR a.attgenerated <> '',
+       d.adbin IS NOT NULL
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type base ON base.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                                     ELSE t.oid END
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = ANY(:tables) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+# Single-column foreign keys: (table, column) -> (referenced table, column).
+FOREIGN_KEYS_SQL = """
+SELECT c.conrelid, c.conkey[1], c.confrelid::regclass::text, a.attname
+FROM pg_constraint c
+JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = c.confkey[1]
+WHERE c.contype = 'f' AND c.conrelid = ANY(:tables)
+    AND cardinality(c.conkey) = 1
+"""
+
+# Values from g, the row's number (a bigint), by base type.
+VALUES_BY_TYPE = {
+    "int2": "(g % 32767)::smallint",
+    "int4": "g::integer",
+    "int8": "g",
+    "numeric": "(g % 10000 + 1)::numeric",
+    "float4": "(g % 10000 + 1)::real",
+    "float8": "(g % 10000 + 1)::double precision",
+    "bool": "g % 2 = 0",
+    "date": "date '2025-01-01' + (g % 3650)::integer",
+    "timestamp": "timestamp '2025-01-01' + g * interval '1 second'",
+    "timestamptz": "timestamptz '2025-01-01 00:00Z' + g * interval '1 second'",
+    "time": "time '00:00' + (g % 86400) * interval '1 second'",
+    "interval": "g * interval '1 second'",
+    "uuid": "md5(g::text)::uuid",
+    "json": "json_build_object('n', g)",
+    "jsonb": "jsonb_build_object('n', g)",
+    "bytea": "convert_to(g::text, 'UTF8')",
+}
+TEXT_TYPES = {"text", "varchar", "bpchar", "citext", "name"}
+SERIES = "generate_series(1, :rows) AS g"
+ON_A_COPY = "rehearse on a copy of production (REHEARSAL_DATABASE_URL)"
+
+
+@dataclass
+class Table:
+    oid: int
+    name: str
+    columns: list[str] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+    parents: set[str] = field(default_factory=set)
+    key_arrays: list[str] = field(default_factory=list)
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def text_value(column: str, length: int | None) -> str:
+    if "email" in column:
+        value = "'user' || g || '@example.com'"
+    else:
+        label = column.replace("'", "''")
+        value = f"'{label} ' || g"
+    return f"right({value}, {length})" if length else value
+
+
+def seeding_plan(connection: Connection) -> list[Table]:
+    """Each table with the values it gets, parents before their children."""
+    found = connection.execute(text(TABLES_SQL))
+    tables = {oid: Table(oid, name) for oid, name in found}
+    oids = list(tables)
+    foreign_keys = connection.execute(text(FOREIGN_KEYS_SQL), {"tables": oids})
+    references = {(table, column): to for table, column, *to in foreign_keys}
+    columns = connection.execute(text(COLUMNS_SQL), {"tables": oids})
+    for row in columns:
+        oid, number, name, shown, base, kind, length = row[:7]
+        not_null, generated, has_default = row[7:]
+        table = tables[oid]
+        if generated:
+            continue
+        if (oid, number) in references:
+            parent, parent_column = references[(oid, number)]
+            keys = f"keys_{len(table.key_arrays)}"
+            aggregate = f"array_agg({quoted(parent_column)})"
+            keys_from = f"(SELECT {aggregate} AS a FROM {parent})"
+            table.key_arrays.append(f"{keys_from} AS {keys}")
+            value = f"{keys}.a[1 + (g - 1) % cardinality({keys}.a)]"
+            if parent != table.name:
+                table.parents.add(parent)
+        elif kind == "e":
+            labels = f"enum_range(NULL::{shown})"
+            value = f"({labels})[1 + g % cardinality({labels})]"
+        elif base in TEXT_TYPES:
+            value = text_value(name, length)
+        elif base in VALUES_BY_TYPE:
+            value = VALUES_BY_TYPE[base]
+        elif has_default or not not_null:
+            continue
+        else:
+            raise SeedingError(
+                f"cannot seed {table.name}.{name}: type {shown} is NOT NULL "
+                "without a default, and synthetic values of it are not known "
+                f"here; {ON_A_COPY}"
+            )
+        table.columns.append(quoted(name))
+        table.values.append(f"({value})::{shown}")
+    return parents_first(list(tables.values()))
+
+
+def parents_first(tables: list[Table]) -> list[Table]:
+    ordered: list[Table] = []
+    placed: set[str] = set()
+    pending = list(tables)
+    while pending:
+        ready = [table for table in pending if table.parents <= placed]
+        if not ready:
+            names = ", ".join(table.name for table in pending)
+            cycle = f"foreign keys form a cycle between {names}"
+            raise SeedingError(f"{cycle}: {ON_A_COPY}")
+        for table in ready:
+            ordered.append(table)
+            placed.add(table.name)
+            pending.remove(table)
+    return ordered
+
+
+def seed(connection: Connection, rows: int) -> list[str]:
+    """`rows` synthetic rows in every table, analyzed; the tables filled."""
+    tables = seeding_plan(connection)
+    for table in tables:
+        sources = ", ".join([SERIES, *table.key_arrays])
+        columns = ", ".join(table.columns)
+        values = ", ".join(table.values)
+        insert = f"INSERT INTO {table.name} ({columns}) SELECT {values}"
+        if not table.columns:
+            insert = f"INSERT INTO {table.name} SELECT"
+        insert += f" FROM {sources}"
+        try:
+            connection.execute(text(insert), {"rows": rows})
+        except DBAPIError as error:
+            cause = str(error.orig).strip().splitlines()[0]
+            failed = f"cannot seed {table.name}: {cause}"
+            raise SeedingError(f"{failed}; {ON_A_COPY}") from None
+        connection.execute(text(f"ANALYZE {table.name}"))
+    return [table.name for table in tables]

@@ -1,0 +1,116 @@
+"""`make rehearse`: each revision that the base branch lacks, applied under synthetic
+traffic on a seeded scratch database, and measured.
+
+One render, one branch with four revisions on `hotels` (tests/rehearsal_revisions.py),
+one rehearsal on 200,000 rows per table: a one-statement UPDATE of every row holds
+each row until it commits, so a client updating one of them waits for the whole
+statement (about 0.6 s on an idle 2-core machine, more when loaded); the batched
+backfill holds a thousand rows for one short transaction at a time (tens of ms). The
+budget, 250 ms, sits between the two with a margin on each side.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, text
+
+from tests.alembic_cli import Alembic
+from tests.postgres import connect
+from tests.rehearsal_revisions import (
+    BATCHED_BACKFILL,
+    NULLABLE_COLUMN,
+    ONE_STATEMENT_BACKFILL,
+    VOLATILE_DEFAULT,
+    revision_files,
+)
+from tests.rendering import render_service
+
+pytestmark = pytest.mark.reliability
+ROWS = "200000"
+MAX_WAIT_MS = 250
+
+
+def git(project: Path, *arguments: str) -> None:
+    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", *identity, *arguments], cwd=project, check=True, capture_output=True)
+
+
+def rehearse(project: Path, database_url: URL, *arguments: str) -> subprocess.CompletedProcess[str]:
+    env = Alembic(project, database_url).env
+    env.update(REHEARSAL_ROWS=ROWS, REHEARSAL_MAX_WAIT_MS=str(MAX_WAIT_MS))
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.rehearsal", *arguments],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def sections(report: str) -> dict[str, str]:
+    """Each revision's lines of the report, by revision id."""
+    found = {}
+    for block in re.split(r"\n(?=  [0-9a-f]{12}  )", report):
+        match = re.match(r"  ([0-9a-f]{12})  ", block)
+        if match:
+            found[match.group(1)] = block.split("\nToo slow")[0]
+    return found
+
+
+def waited_ms(section: str) -> int:
+    match = re.search(r"traffic waited at most ([\d,]+) ms", section)
+    assert match, section
+    return int(match.group(1).replace(",", ""))
+
+
+def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
+    tmp_path: Path, database_url: URL
+) -> None:
+    project = render_service(tmp_path / "service")
+    git(project, "init", "--quiet", "--initial-branch=main")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "Render the service")
+    git(project, "checkout", "--quiet", "-b", "feature")
+    (versions,) = project.rglob("versions")
+    for name, source in revision_files().items():
+        (versions / name).write_text(source)
+
+    unknown = rehearse(project, database_url, "--base", "no-such-branch")
+    result = rehearse(project, database_url, "--base", "main")
+
+    assert unknown.returncode == 1
+    assert "no-such-branch is not a git commit, branch or tag here" in unknown.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = result.stdout
+    assert "4 revision(s) that main does not have" in report
+    assert "seeded with 200,000 rows per table" in report
+    measured = sections(report)
+    assert list(measured) == [NULLABLE_COLUMN, BATCHED_BACKFILL, VOLATILE_DEFAULT, ONE_STATEMENT_BACKFILL]
+    one_statement = measured[ONE_STATEMENT_BACKFILL]
+    batched = measured[BATCHED_BACKFILL]
+    assert waited_ms(one_statement) > MAX_WAIT_MS, report
+    assert waited_ms(batched) < MAX_WAIT_MS and waited_ms(measured[NULLABLE_COLUMN]) < MAX_WAIT_MS, report
+    assert f"Too slow for live traffic: {ONE_STATEMENT_BACKFILL} made a query on hotels wait" in report
+    for passed in (NULLABLE_COLUMN, BATCHED_BACKFILL):
+        assert f"Too slow for live traffic: {passed}" not in report
+    assert "200,000 rows written" in one_statement and "200,000 rows written" in batched
+    assert "0 rows written" in measured[NULLABLE_COLUMN]
+    assert re.search(r"lock ACCESS EXCLUSIVE on hotels, [\d,]+ ms\n", one_statement), one_statement
+    assert re.search(r"lock ROW EXCLUSIVE on hotels, .* at most, taken \d+ times", batched), batched
+    rewrites = [revision for revision, lines in measured.items() if "rewrote hotels" in lines]
+    assert rewrites == [VOLATILE_DEFAULT]
+    with connect(database_url) as connection:
+        left = connection.scalar(text("SELECT count(*) FROM pg_database WHERE datname LIKE 'rehearsal%'"))
+    assert left == 0
+
+    record_head = [sys.executable, "-m", "scripts.migration_history", "record-head"]
+    subprocess.run(record_head, cwd=project, check=True, capture_output=True)
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "Add the revisions")
+    nothing_new = rehearse(project, database_url, "--base", "feature")
+    assert nothing_new.returncode == 0
+    assert nothing_new.stdout.strip() == "Nothing to rehearse: feature has every revision here."
