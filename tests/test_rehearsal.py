@@ -89,12 +89,15 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     assert "4 revision(s) that main does not have" in report
     assert "seeded with 200,000 rows per table" in report
     measured = sections(report)
-    assert list(measured) == [NULLABLE_COLUMN, BATCHED_BACKFILL, VOLATILE_DEFAULT, ONE_STATEMENT_BACKFILL]
+    order = [NULLABLE_COLUMN, BATCHED_BACKFILL, VOLATILE_DEFAULT, ONE_STATEMENT_BACKFILL]
+    assert list(measured) == order
     one_statement = measured[ONE_STATEMENT_BACKFILL]
     batched = measured[BATCHED_BACKFILL]
     assert waited_ms(one_statement) > MAX_WAIT_MS, report
-    assert waited_ms(batched) < MAX_WAIT_MS and waited_ms(measured[NULLABLE_COLUMN]) < MAX_WAIT_MS, report
-    assert f"Too slow for live traffic: {ONE_STATEMENT_BACKFILL} made a query on hotels wait" in report
+    assert waited_ms(batched) < MAX_WAIT_MS, report
+    assert waited_ms(measured[NULLABLE_COLUMN]) < MAX_WAIT_MS, report
+    too_slow = f"Too slow for live traffic: {ONE_STATEMENT_BACKFILL} made a query on hotels wait"
+    assert too_slow in report
     for passed in (NULLABLE_COLUMN, BATCHED_BACKFILL):
         assert f"Too slow for live traffic: {passed}" not in report
     assert "200,000 rows written" in one_statement and "200,000 rows written" in batched
@@ -104,7 +107,8 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     rewrites = [revision for revision, lines in measured.items() if "rewrote hotels" in lines]
     assert rewrites == [VOLATILE_DEFAULT]
     with connect(database_url) as connection:
-        left = connection.scalar(text("SELECT count(*) FROM pg_database WHERE datname LIKE 'rehearsal%'"))
+        scratch = "SELECT count(*) FROM pg_database WHERE datname LIKE 'rehearsal%'"
+        left = connection.scalar(text(scratch))
     assert left == 0
 
     record_head = [sys.executable, "-m", "scripts.migration_history", "record-head"]

@@ -140,7 +140,8 @@ def default_base() -> str:
 def heads_at(ref: str, scripts: ScriptDirectory) -> list[str]:
     """The head revisions that `ref` records, each found in this checkout."""
     record = head_record(scripts).relative_to(PROJECT_ROOT).as_posix()
-    if git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode:
+    commit = ref + "^{commit}"
+    if git("rev-parse", "--verify", "--quiet", commit).returncode:
         raise HistoryError(f"{ref} is not a git commit, branch or tag here")
     shown_record = git("show", f"{ref}:{record}")
     if shown_record.returncode:
