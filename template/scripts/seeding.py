@@ -4,10 +4,10 @@ rehearse`.
 One `INSERT ... SELECT ... FROM generate_series()` per table, parents
 before children: row g of a table gets values built from g, so unique
 columns stay unique; a foreign key takes the referenced table's keys in
-turn; an enum column cycles through its labels. A column of a type not
-known here is left to its default, or to NULL; a NOT NULL one without a
-default stops the seeding with its name, as does a check constraint that
-the generated values break.
+turn; an enum column cycles through its labels; a generated row that a
+check constraint refuses is left out (so such a table may get fewer
+rows). A column of a type not known here is left to its default, or to
+NULL; a NOT NULL one without a default stops the seeding with its name.
 """
 
 from dataclasses import dataclass, field
@@ -54,6 +54,13 @@ WHERE c.contype = 'f' AND c.conrelid = ANY(:tables)
     AND cardinality(c.conkey) = 1
 """
 
+# Check constraints, with the columns they read.
+CHECKS_SQL = """
+SELECT conrelid, pg_get_expr(conbin, conrelid), conkey
+FROM pg_constraint
+WHERE contype = 'c' AND conrelid = ANY(:tables)
+"""
+
 # Values from g, the row's number (a bigint), by base type.
 VALUES_BY_TYPE = {
     "int2": "(g % 32767)::smallint",
@@ -86,6 +93,25 @@ class Table:
     values: list[str] = field(default_factory=list)
     parents: set[str] = field(default_factory=set)
     key_arrays: list[str] = field(default_factory=list)
+    filled: set[int] = field(default_factory=set)
+    checks: list[str] = field(default_factory=list)
+
+    def insert(self) -> str:
+        """INSERT ... SELECT of the generated rows that pass the checks."""
+        if not self.columns:
+            return f"INSERT INTO {self.name} SELECT FROM {self.sources()}"
+        named = zip(self.values, self.columns, strict=True)
+        candidates = ", ".join(f"{value} AS {name}" for value, name in named)
+        columns = ", ".join(self.columns)
+        passing = " AND ".join(["true", *self.checks])
+        return (
+            f"INSERT INTO {self.name} ({columns}) SELECT {columns} FROM "
+            f"(SELECT {candidates} FROM {self.sources()}) AS candidate "
+            f"WHERE {passing}"
+        )
+
+    def sources(self) -> str:
+        return ", ".join([SERIES, *self.key_arrays])
 
 
 def quoted(name: str) -> str:
@@ -141,6 +167,12 @@ def seeding_plan(connection: Connection) -> list[Table]:
             )
         table.columns.append(quoted(name))
         table.values.append(f"({value})::{shown}")
+        table.filled.add(number)
+    checks = connection.execute(text(CHECKS_SQL), {"tables": oids})
+    for oid, expression, reads in checks:
+        # A check on a column left to its default is the INSERT's to apply.
+        if set(reads) <= tables[oid].filled:
+            tables[oid].checks.append(f"({expression}) IS NOT FALSE")
     return parents_first(list(tables.values()))
 
 
@@ -161,22 +193,17 @@ def parents_first(tables: list[Table]) -> list[Table]:
     return ordered
 
 
-def seed(connection: Connection, rows: int) -> list[str]:
-    """`rows` synthetic rows in every table, analyzed; the tables filled."""
-    tables = seeding_plan(connection)
-    for table in tables:
-        sources = ", ".join([SERIES, *table.key_arrays])
-        columns = ", ".join(table.columns)
-        values = ", ".join(table.values)
-        insert = f"INSERT INTO {table.name} ({columns}) SELECT {values}"
-        if not table.columns:
-            insert = f"INSERT INTO {table.name} SELECT"
-        insert += f" FROM {sources}"
+def seed(connection: Connection, rows: int) -> dict[str, int]:
+    """Up to `rows` synthetic rows in every table, analyzed; how many rows
+    each table got."""
+    seeded = {}
+    for table in seeding_plan(connection):
         try:
-            connection.execute(text(insert), {"rows": rows})
+            inserted = connection.execute(text(table.insert()), {"rows": rows})
         except DBAPIError as error:
             cause = str(error.orig).strip().splitlines()[0]
             failed = f"cannot seed {table.name}: {cause}"
             raise SeedingError(f"{failed}; {ON_A_COPY}") from None
+        seeded[table.name] = inserted.rowcount
         connection.execute(text(f"ANALYZE {table.name}"))
-    return [table.name for table in tables]
+    return seeded
