@@ -323,3 +323,36 @@ def test_settings_repr_and_url_hide_the_password(tmp_path: Path) -> None:
     assert "db_password=SecretStr('**********')" in result.stdout
     assert AWKWARD_PASSWORD not in result.stdout
     assert "p%25a%40s" not in result.stdout
+
+
+# The app's engine as either variant builds it: the web layer's lifespan and
+# `get_engine()` of a service without it both call `create_engine(get_settings())`.
+POOL_PROBE = """
+from src import database
+from src.config import get_settings
+
+engine = database.get_engine() if hasattr(database, "get_engine") else None
+pool = (engine or database.create_engine(get_settings())).pool
+print(pool.size(), pool._max_overflow, pool.timeout())
+"""
+
+
+@pytest.mark.parametrize("web_framework", ["none", "fastapi"])
+def test_pool_settings_size_the_app_engine_in_every_variant(
+    tmp_path: Path, web_framework: str
+) -> None:
+    project = render_service(tmp_path / "service", web_framework=web_framework)
+    env = Alembic(project, None, DATABASE_URL="postgresql://app@db.example/app").env
+    env.update(DB_POOL_SIZE="3", DB_MAX_OVERFLOW="2", DB_POOL_TIMEOUT="4.5")
+
+    probe = subprocess.run(
+        [sys.executable, "-c", POOL_PROBE],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["3", "2", "4.5"]

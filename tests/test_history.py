@@ -204,6 +204,10 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
 
 
 DATA_STEP = '    op.execute("UPDATE hotels SET title = upper(title)")\n'
+BACKFILL_STEP = (
+    "    from src.migration_policy import backfill\n\n"
+    '    backfill("hotels", "title = upper(title)", "title <> upper(title)")\n'
+)
 
 
 def schema_dump(url: URL) -> str:
@@ -273,11 +277,16 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         assert refused.returncode == 1
         assert f"{bookings_file.name}: UPDATE hotels SET title = upper(title)" in refused.stderr
         assert git(project, "status", "--porcelain") == f" M {bookings_file.relative_to(project)}\n"
-        bookings_file.write_text(source)
+        # A backfill is left out, and said so.
+        bookings_file.write_text(
+            source.replace("    # ### end Alembic", BACKFILL_STEP + "    # ### end Alembic", 1)
+        )
 
         squashed = history_tool(project, alembic, "squash", squash_point[:8])
         assert squashed.returncode == 0, squashed.stdout + squashed.stderr
         assert "Squashed 5 revisions into" in squashed.stdout
+        left_out = f"Left out: the backfill of hotels ({bookings_file.relative_to(project)})."
+        assert left_out in squashed.stdout
         remaining = sorted(path.name for path in versions.glob("*.py"))
         assert len(remaining) == 3
         (baseline,) = versions.glob(f"*{squash_point}_baseline_up_to_{squash_point}.py")

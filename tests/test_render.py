@@ -100,6 +100,7 @@ def test_alembic_ini_holds_no_url_and_no_space_separated_paths(tmp_path: Path) -
         ("migrations_dir", "", "must be a lowercase Python identifier"),
         ("migrations_dir", "Migrations", "must be a lowercase Python identifier"),
         ("migrations_dir", "models", "must not clash"),
+        ("migrations_dir", "api", "must not clash"),
         ("project_name", "My Service", "must start with a lowercase letter"),
         ("project_name", "", "must start with a lowercase letter"),
         ("line_length", 40, "between 79 and 120"),
@@ -117,6 +118,24 @@ def test_wrong_answer_is_refused_and_nothing_is_written(
         render_service(destination, **{question: answer})
 
     assert not destination.exists()
+
+
+def test_every_name_in_the_service_tree_is_refused_as_migrations_dir() -> None:
+    """The folders and modules at the service's root and in its package, whatever the
+    answers (a service may add the web layer later), against copier.yml's list."""
+    validator = QUESTIONS["migrations_dir"]["validator"]
+    (refused,) = re.findall(
+        r"migrations_dir in \[([^\]]*)\] %\}\s*migrations_dir must not clash", validator
+    )
+    template = TEMPLATE_ROOT / "template"
+    names = {"src", "app"}  # the code_dir choices
+    for path in [*template.iterdir(), *(template / "{{code_dir}}").iterdir()]:
+        name = re.sub(r"\{%.*?%\}", "", path.name).removesuffix(".jinja").removesuffix(".py")
+        if name.isidentifier() and name.islower() and not name.startswith("_"):
+            names.add(name)
+
+    assert "api" in names and "lock_waits" in names
+    assert names <= set(re.findall(r"'(\w+)'", refused))
 
 
 def fetch(branch: str) -> str:
