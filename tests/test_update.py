@@ -226,6 +226,38 @@ def test_the_readme_render_command_gives_a_service_that_updates(
     assert git(service, "status", "--porcelain") == " M .copier-answers.yml\n"
 
 
+def test_the_lowest_declared_copier_renders_and_updates_keeping_the_history(
+    template_repository: Path, tmp_path: Path
+) -> None:
+    """copier.yml's _min_copier_version is true: that release renders the service, and
+    its update brings a template fix while the team's revisions stay theirs."""
+    lowest = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())["_min_copier_version"]
+    copier = ["uvx", "--from", f"copier=={lowest}", "copier"]
+    service = tmp_path / "service"
+    copy = [*copier, "copy", "--defaults", str(template_repository), str(service)]
+    subprocess.run(copy, check=True, capture_output=True, timeout=300)
+    git(service, "init", "-q")
+    git(service, "config", "user.email", "team@example.com")
+    git(service, "config", "user.name", "Team")
+    (revision,) = (service / "src" / "migrations" / "versions").glob("*make_email_unique.py")
+    replace_once(revision, '"""Make email unique', '"""Make email unique (ours)')
+    commit_all(service, "Render the service, edit a revision")
+    template = template_repository / "template"
+    replace_once(template / ".gitignore", ".env\n", ".env\n# Template 0.2.0\n")
+    (shipped,) = template.glob("*/versions/*make_email_unique.py*")
+    shipped.write_text(shipped.read_text() + "# Template 0.2.0\n")
+    release(template_repository, "v0.2.0")
+
+    updated = subprocess.run(
+        [*copier, "update", "--defaults"], cwd=service, capture_output=True, text=True, timeout=300
+    )
+
+    assert updated.returncode == 0, updated.stderr
+    assert "# Template 0.2.0" in (service / ".gitignore").read_text()
+    assert revision.read_text().startswith('"""Make email unique (ours)')
+    assert "# Template 0.2.0" not in revision.read_text()
+
+
 def test_colliding_edits_leave_markers_that_pre_commit_refuses(
     template_repository: Path, tmp_path: Path
 ) -> None:
