@@ -19,7 +19,7 @@ from benchmarks.run import ROOT, as_env, render
 from tests.postgres import postgres_server
 from tests.rehearsal_revisions import revision_files
 
-ROW_COUNTS = (100_000, 400_000)
+ROW_COUNTS = (100_000, 400_000)  # 400,000 is the default
 
 
 def git(project: Path, *arguments: str) -> None:

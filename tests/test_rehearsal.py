@@ -38,9 +38,11 @@ def git(project: Path, *arguments: str) -> None:
     subprocess.run(["git", *identity, *arguments], cwd=project, check=True, capture_output=True)
 
 
-def rehearse(project: Path, database_url: URL, *arguments: str) -> subprocess.CompletedProcess[str]:
+def rehearse(
+    project: Path, database_url: URL, *arguments: str, **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = Alembic(project, database_url).env
-    env.update(REHEARSAL_ROWS=ROWS, REHEARSAL_MAX_WAIT_MS=str(MAX_WAIT_MS))
+    env.update(REHEARSAL_ROWS=ROWS, REHEARSAL_MAX_WAIT_MS=str(MAX_WAIT_MS), **settings)
     return subprocess.run(
         [sys.executable, "-m", "scripts.rehearsal", *arguments],
         cwd=project,
@@ -103,13 +105,23 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     assert "200,000 rows written" in one_statement and "200,000 rows written" in batched
     assert "0 rows written" in measured[NULLABLE_COLUMN]
     assert re.search(r"lock ACCESS EXCLUSIVE on hotels, [\d,]+ ms\n", one_statement), one_statement
-    assert re.search(r"lock ROW EXCLUSIVE on hotels, .* at most, taken \d+ times", batched), batched
+    assert re.search(
+        r"lock ROW EXCLUSIVE on hotels, .* at most, in \d+ transactions seen over", batched
+    ), batched
     rewrites = [revision for revision, lines in measured.items() if "rewrote hotels" in lines]
     assert rewrites == [VOLATILE_DEFAULT]
     with connect(database_url) as connection:
         scratch = "SELECT count(*) FROM pg_database WHERE datname LIKE 'rehearsal%'"
         left = connection.scalar(text(scratch))
     assert left == 0
+
+    # A copy of production (here: the test's database) that already ran the new
+    # revisions is refused, not rehearsed as if they were new.
+    Alembic(project, database_url)("upgrade", "head")
+    copy = database_url.render_as_string(hide_password=False)
+    on_copy = rehearse(project, database_url, "--base", "main", REHEARSAL_DATABASE_URL=copy)
+    assert on_copy.returncode == 1
+    assert f"database is at {ONE_STATEMENT_BACKFILL}, which main does not have" in on_copy.stderr
 
     record_head = [sys.executable, "-m", "scripts.migration_history", "record-head"]
     subprocess.run(record_head, cwd=project, check=True, capture_output=True)
