@@ -151,6 +151,7 @@ LONGEST_FIRST = (
     "test_benchmarks_run_in_quick_mode",
     "test_squash_writes_a_proven_baseline_in_the_middle_of_a_history",
     "test_enums_and_empty_revisions_need_no_hand_edits",
+    "test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work",
 )
 
 

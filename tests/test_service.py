@@ -310,6 +310,18 @@ def readme_curl_examples(readme: str) -> list[str]:
     return commands
 
 
+# Commands that read or check, and change nothing, as the README writes them.
+READ_ONLY = re.compile(
+    r"uv run alembic (current|history|heads|check|upgrade head --sql)"
+    r"|make (help|check|check-history)"
+)
+
+
+def readme_read_only_commands(readme: str) -> list[str]:
+    spans = re.findall(r"`([^`\n]+)`", readme)
+    return sorted({span for span in spans if READ_ONLY.fullmatch(span)})
+
+
 def quick_start_lines(readme: str) -> list[str]:
     block = readme.split("## Quick start", 1)[1].split("```bash\n", 1)[1]
     return block.split("```", 1)[0].strip().splitlines()
@@ -357,6 +369,15 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
         assert " passed" in outputs["make test"] and "failed" not in outputs["make test"]
         assert ".env already uses this server." in run("make db")
         assert "e07a3d5c8b19 (head)" in run("uv run alembic current")
+        # The README's read-only commands, as typed. The Russian README holds the same
+        # commands (tests/test_render.py::test_both_readmes_hold_the_same_facts).
+        read_only = readme_read_only_commands((project / "README.md").read_text())
+        assert {"uv run alembic history", "make help", "uv run alembic check"} <= set(read_only)
+        help_text = "".join(run(command) for command in read_only if command == "make help")
+        assert "$(" not in help_text and "rehearse" in help_text
+        for command in read_only:
+            if command != "make help":
+                run(command)
         served, log = serve_and_call(project, newcomer_env)
         assert served["/ready"] == (200, {"status": "ready"})
         assert served["/users"][0] == 201 and served["/docs"][0] == 200
