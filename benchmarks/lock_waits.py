@@ -18,6 +18,7 @@ from pathlib import Path
 from benchmarks.run import ROOT, as_env, bench_database, render, run
 from tests.lock_traffic import NEW_COLUMN_REVISION, AlembicProcess, holding, key_reads
 from tests.postgres import drop_database, execute, postgres_server
+from tests.rendering import SHIPPED_HEAD
 
 READER_SECONDS = 12.0
 
@@ -46,7 +47,7 @@ def main() -> None:
             database = bench_database(server, "lock_waits")
             try:
                 env = as_env(DATABASE_URL=database.render_as_string(hide_password=False))
-                run([sys.executable, "-m", "alembic", "upgrade", "e07a3d5c8b19"], project, env)
+                run([sys.executable, "-m", "alembic", "upgrade", SHIPPED_HEAD], project, env)
                 execute(database, "INSERT INTO users (email, hashed_password) VALUES ('a', 'x')")
                 with key_reads(database, "SELECT email FROM users WHERE id = 1") as waits:
                     with holding(database, "SELECT count(*) FROM users", "nightly report"):

@@ -9,6 +9,8 @@ from pathlib import Path
 from sqlalchemy import URL
 
 ALEMBIC_BATCH = Path(__file__).with_name("alembic_batch.py")
+# Every character that breaks hand-built URLs or configparser interpolation.
+AWKWARD_PASSWORD = "p%a@s:s/w#o?r d"
 
 
 class Alembic:
@@ -70,3 +72,16 @@ class Alembic:
             )
         assert len(outcomes) == len(command_lines)
         return [outcome["stdout"] for outcome in outcomes]
+
+
+def settings_env(url: URL, **overrides: str) -> dict[str, str]:
+    """The service's DB_* variables for `url` (a socket directory is a host too)."""
+    env = {
+        "DB_HOST": url.host or str(url.query["host"]),
+        "DB_PORT": str(url.port or 5432),
+        "DB_USER": url.username or "postgres",
+        "DB_PASSWORD": url.password or "",
+        "DB_NAME": url.database or "postgres",
+    }
+    env.update(overrides)
+    return env

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, text
 
+from tests.alembic_cli import AWKWARD_PASSWORD
 from tests.pgbouncer import NOT_INSTALLED, PGBOUNCER
 from tests.postgres import (
     connect,
@@ -30,50 +31,6 @@ def database_url(postgres_server_url: URL) -> Iterator[URL]:
     name = f"template_test_{uuid.uuid4().hex[:12]}"
     yield create_database(postgres_server_url, name)
     drop_database(postgres_server_url, name)
-
-
-def public_tables(url: URL) -> set[str]:
-    with connect(url) as connection:
-        rows = connection.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        )
-        return {row[0] for row in rows}
-
-
-SNAPSHOT_QUERIES = {
-    "columns": """
-        SELECT table_name, column_name, data_type, is_nullable
-        FROM information_schema.columns WHERE table_schema = 'public'
-    """,
-    "constraints": """
-        SELECT conname FROM pg_constraint c
-        JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public'
-    """,
-    "indexes": "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'",
-    "types": """
-        SELECT t.typname FROM pg_type t
-        JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE n.nspname = 'public' AND t.typrelid = 0 AND t.typcategory <> 'A'
-    """,
-    "version": "SELECT version_num FROM alembic_version",
-}
-
-
-def schema_snapshot(url: URL) -> dict[str, list[tuple[object, ...]]]:
-    """The schema, the recorded revision and every user row, comparable with ==."""
-    with connect(url) as connection:
-        snapshot = {
-            name: sorted(tuple(row) for row in connection.execute(text(query)))
-            for name, query in SNAPSHOT_QUERIES.items()
-        }
-        if any(column[0] == "users" for column in snapshot["columns"]):
-            rows = connection.execute(text("SELECT * FROM users ORDER BY id"))
-            snapshot["users"] = [tuple(row) for row in rows]
-        return snapshot
-
-
-# Every character that breaks hand-built URLs or configparser interpolation.
-AWKWARD_PASSWORD = "p%a@s:s/w#o?r d"
 
 
 @pytest.fixture(scope="session")
@@ -126,19 +83,6 @@ def owned_database_url(postgres_server_url: URL, password_role: str) -> Iterator
     url = create_database(postgres_server_url, name, owner=password_role)
     yield url.set(username=password_role, password=AWKWARD_PASSWORD)
     drop_database(postgres_server_url, name)
-
-
-def settings_env(url: URL, **overrides: str) -> dict[str, str]:
-    """The service's DB_* variables for `url` (a socket directory is a host too)."""
-    env = {
-        "DB_HOST": url.host or str(url.query["host"]),
-        "DB_PORT": str(url.port or 5432),
-        "DB_USER": url.username or "postgres",
-        "DB_PASSWORD": url.password or "",
-        "DB_NAME": url.database or "postgres",
-    }
-    env.update(overrides)
-    return env
 
 
 # The longest tests (about 15 to 55 s each), started first so that the two workers

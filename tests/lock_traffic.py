@@ -16,17 +16,18 @@ from pathlib import Path
 from sqlalchemy import URL, text
 
 from tests.postgres import connect
+from tests.rendering import SHIPPED_HEAD
 
 TRAFFIC_BOUND_SECONDS = 180
 # A revision on top of the shipped head that needs an ACCESS EXCLUSIVE lock on `users`.
-NEW_COLUMN_REVISION = '''\
+NEW_COLUMN_REVISION = f'''\
 """Add nickname to users"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "6b1f6b1f6b1f"
-down_revision = "e07a3d5c8b19"
+down_revision = "{SHIPPED_HEAD}"
 branch_labels = None
 depends_on = None
 

@@ -28,6 +28,7 @@ def service_module(name: str) -> ModuleType:
 
 
 drop_database_on = service_module("scratch_databases").drop_database
+schema_catalog = service_module("schema_catalog")
 
 
 @contextmanager
@@ -90,3 +91,26 @@ def drop_database(server_url: URL, name: str) -> None:
     terminate an autovacuum worker, which WITH (FORCE) would have to."""
     with connect(server_url, autocommit=True) as connection:
         drop_database_on(connection, name)
+
+
+def public_tables(url: URL) -> set[str]:
+    with connect(url) as connection:
+        rows = connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        )
+        return {row[0] for row in rows}
+
+
+def schema_snapshot(url: URL) -> dict[str, list[object]]:
+    """What "unchanged" means: the schema as the service's own catalog describes it
+    (scripts/schema_catalog.py, which the stairway test and the squash proof compare),
+    the recorded revision and every user row; compare two with ==."""
+    with connect(url) as connection:
+        snapshot: dict[str, list[object]] = {
+            "catalog": list(schema_catalog.catalog(connection)),
+            "version": sorted(connection.scalars(text("SELECT version_num FROM alembic_version"))),
+        }
+        if connection.scalar(text("SELECT to_regclass('users') IS NOT NULL")):
+            rows = connection.execute(text("SELECT * FROM users ORDER BY id"))
+            snapshot["users"] = [tuple(row) for row in rows]
+        return snapshot

@@ -3,7 +3,7 @@ the rehearsal's test and benchmark: a nullable column and its batched backfill (
 safe), a column with a volatile default (a table rewrite), and a column filled by one
 UPDATE of every row (every row locked until it commits)."""
 
-HEAD_REVISION = "e07a3d5c8b19"
+from tests.rendering import SHIPPED_HEAD
 
 REVISION = '''\
 """{title}"""
@@ -63,7 +63,7 @@ NULLABLE_COLUMN, VOLATILE_DEFAULT = "a1a1a1a1a1a1", "a3a3a3a3a3a3"
 def revision_files() -> dict[str, str]:
     """File name -> text of each revision, each on top of the one before."""
     files = {}
-    down_revision = HEAD_REVISION
+    down_revision = SHIPPED_HEAD
     for revision, title, upgrade, downgrade in STEPS:
         name = f"{revision}_{title.lower().replace(' ', '_')}.py"
         files[name] = REVISION.format(

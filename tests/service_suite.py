@@ -4,6 +4,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from tests.rendering import answer_sets
 
 # pytest-alembic's built-in tests, experimental ones included.
 PYTEST_ALEMBIC_BUILT_INS = [
@@ -37,3 +40,24 @@ def run_service_tests(project: Path, env: dict[str, str], *arguments: str) -> di
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return outcome_counts(result.stdout)
+
+
+def runs_pytest_alembic_built_ins(answers: dict[str, Any]) -> bool:
+    """On one web service with examples and one without examples (test_autogenerate.py
+    runs them on two services without the web layer)."""
+    sets = answer_sets()
+    with_web = next(a for a in sets if a["web_framework"] == "fastapi" and a["example_models"])
+    without_examples = next(a for a in sets if not a["example_models"])
+    return answers in (with_web, without_examples)
+
+
+def service_test_count(answers: dict[str, Any]) -> int:
+    """The tests a rendered service has: migrations, lint, policy (and models);
+    with the web layer, its probes (and routes), and the fuzzer over all routes."""
+    examples = answers["example_models"]
+    count = 11 if examples else 8
+    if answers["web_framework"] == "fastapi":
+        count += 11 if examples else 6
+    if runs_pytest_alembic_built_ins(answers):
+        count += PYTEST_ALEMBIC_BUILT_IN_COUNT
+    return count

@@ -13,17 +13,14 @@ import pytest
 import yaml
 from sqlalchemy import URL, text
 
-from tests.alembic_cli import Alembic
-from tests.conftest import AWKWARD_PASSWORD, schema_snapshot, settings_env
-from tests.postgres import connect, execute
-from tests.rendering import QUESTIONS, render_service
+from tests.alembic_cli import AWKWARD_PASSWORD, Alembic, settings_env
+from tests.postgres import connect, execute, schema_snapshot
+from tests.rendering import QUESTIONS, SHIPPED_HEAD, add_bookings_model, render_service
 from tests.serving import free_port
-from tests.test_service import add_bookings_model
 
 pytestmark = pytest.mark.reliability
 DRIVERS = ["asyncpg", "psycopg"]
 USERS_REVISION = "9b4f7c1e0a62"
-HEAD_REVISION = "e07a3d5c8b19"
 
 
 @pytest.mark.parametrize("db_driver", DRIVERS)
@@ -189,19 +186,19 @@ def index_validity(url: URL, table: str) -> dict[str, bool]:
         return {name: valid for name, valid in rows}
 
 
-CONCURRENT_INDEX_REVISION = '''\
+CONCURRENT_INDEX_REVISION = f'''\
 """Index hotel titles"""
 
 from alembic import op
 
 revision = "5a0e5a0e5a0e"
-down_revision = "e07a3d5c8b19"
+down_revision = "{SHIPPED_HEAD}"
 branch_labels = None
 depends_on = None
 
 PROBE = """
 INSERT INTO session_probe
-SELECT '{place}',
+SELECT '{{place}}',
     (SELECT count(*) FROM pg_locks
      WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
     current_setting('lock_timeout'),
@@ -262,7 +259,7 @@ def test_replicas_upgrading_together_through_a_concurrent_index(
 
     assert [replica.returncode for replica in replicas] == [0, 0, 0, 0], logs
     combined = "".join(stderr for _, stderr in logs)
-    for revision in ("c3a1f9e2b7d4", USERS_REVISION, HEAD_REVISION, "5a0e5a0e5a0e"):
+    for revision in ("c3a1f9e2b7d4", USERS_REVISION, SHIPPED_HEAD, "5a0e5a0e5a0e"):
         assert combined.count(f"-> {revision},") == 1, combined
     assert alembic("current").startswith("5a0e5a0e5a0e (head)")
     assert index_validity(database_url, "hotels") == {"pk_hotels": True, "ix_hotels_title": True}

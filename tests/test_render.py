@@ -11,6 +11,7 @@ import yaml
 
 from tests.rendering import (
     QUESTIONS,
+    SHIPPED_HEAD,
     TEMPLATE_ROOT,
     answer_set_id,
     answer_sets,
@@ -72,7 +73,7 @@ def test_render_leaves_nothing_unrendered(answers: dict[str, Any], tmp_path: Pat
     else:
         assert not (project / "Dockerfile").exists()
     assert "\nlint: check-history lint-migrations " in (project / "Makefile").read_text()
-    expected_head = "e07a3d5c8b19" if answers["example_models"] else "0a1b2c3d4e5f"
+    expected_head = SHIPPED_HEAD if answers["example_models"] else "0a1b2c3d4e5f"
     assert (migrations / "head_revision.txt").read_text() == f"{expected_head}\n"
     revisions = sorted(path.name for path in (migrations / "versions").glob("*.py"))
     assert len(revisions) == (4 if answers["example_models"] else 1)

@@ -20,43 +20,22 @@ import pytest
 from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
-from tests.conftest import public_tables
 from tests.import_graph import import_circles
-from tests.rendering import answer_set_id, answer_sets, render_service
+from tests.postgres import public_tables
+from tests.rendering import (
+    SHIPPED_HEAD,
+    add_bookings_model,
+    answer_set_id,
+    answer_sets,
+    render_service,
+)
 from tests.service_suite import (
-    PYTEST_ALEMBIC_BUILT_IN_COUNT,
     PYTEST_ALEMBIC_BUILT_INS,
     outcome_counts,
+    runs_pytest_alembic_built_ins,
+    service_test_count,
 )
 from tests.serving import free_port
-
-# Clean for the migration lint whatever the release's Base offers, as a
-# team's model is once the service lints its revisions.
-BOOKINGS_MODEL = """\
-from datetime import date
-
-from sqlalchemy import BigInteger, Identity, Text
-from sqlalchemy.orm import Mapped, mapped_column
-
-from {code_dir}.models.base import Base
-
-
-class Booking(Base):
-    __tablename__ = "bookings"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    guest_name: Mapped[str] = mapped_column(Text)
-    date_from: Mapped[date]
-    date_to: Mapped[date]
-"""
-
-
-def add_bookings_model(project: Path, code_dir: str = "src") -> None:
-    """A new model module, which autogenerate must find without any edit to env.py."""
-    (project / code_dir / "models" / "bookings.py").write_text(
-        BOOKINGS_MODEL.format(code_dir=code_dir)
-    )
-
 
 DATED_NAME = re.compile(r"^\d{4}_\d{2}_\d{2}_\d{4}-[0-9a-f]{12}_add_bookings\.py$")
 PLAIN_NAME = re.compile(r"^[0-9a-f]{12}_add_bookings\.py$")
@@ -103,7 +82,7 @@ def test_service_migrates_and_finds_new_models(
         assert outputs[6].startswith("9b4f7c1e0a62")
         assert "Make email unique" in outputs[7]
         assert outputs[9].strip() == ""
-        assert outputs[12].startswith("e07a3d5c8b19 (head)")
+        assert outputs[12].startswith(f"{SHIPPED_HEAD} (head)")
 
     add_bookings_model(project, answers["code_dir"])
     alembic("revision", "--autogenerate", "-m", "Add bookings")
@@ -137,15 +116,6 @@ def test_service_migrates_and_finds_new_models(
 def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shared by every rendered service: the libraries are checked once."""
     return tmp_path_factory.mktemp("mypy-cache")
-
-
-def runs_pytest_alembic_built_ins(answers: dict[str, Any]) -> bool:
-    """On one web service with examples and one without examples (test_autogenerate.py
-    runs them on two services without the web layer)."""
-    sets = answer_sets()
-    with_web = next(a for a in sets if a["web_framework"] == "fastapi" and a["example_models"])
-    without_examples = next(a for a in sets if not a["example_models"])
-    return answers in (with_web, without_examples)
 
 
 def service_gates(answers: dict[str, Any], mypy_cache: Path) -> dict[str, list[str]]:
@@ -194,30 +164,18 @@ def test_service_passes_its_own_gates(
     assert failures == {}
 
 
-def service_test_count(answers: dict[str, Any]) -> int:
-    """The tests a rendered service has: migrations, lint, policy (and models);
-    with the web layer, its probes (and routes), and the fuzzer over all routes."""
-    examples = answers["example_models"]
-    count = 11 if examples else 8
-    if answers["web_framework"] == "fastapi":
-        count += 11 if examples else 6
-    if runs_pytest_alembic_built_ins(answers):
-        count += PYTEST_ALEMBIC_BUILT_IN_COUNT
-    return count
-
-
-INDEX_REVISION = '''"""Index room titles"""
+INDEX_REVISION = f'''"""Index room titles"""
 
 from alembic import op
 
 revision = "7c2d7c2d7c2d"
-down_revision = "e07a3d5c8b19"
+down_revision = "{SHIPPED_HEAD}"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-{create_index}
+{{create_index}}
 
 
 def downgrade() -> None:
@@ -368,7 +326,7 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
         assert "DATABASE_URL=postgresql://" in (project / ".env").read_text()
         assert " passed" in outputs["make test"] and "failed" not in outputs["make test"]
         assert ".env already uses this server." in run("make db")
-        assert "e07a3d5c8b19 (head)" in run("uv run alembic current")
+        assert f"{SHIPPED_HEAD} (head)" in run("uv run alembic current")
         # The README's read-only commands, as typed. The Russian README holds the same
         # commands (tests/test_render.py::test_both_readmes_hold_the_same_facts).
         read_only = readme_read_only_commands((project / "README.md").read_text())

@@ -18,36 +18,13 @@ from copier import run_copy, run_update
 from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
-from tests.rendering import TEMPLATE_ROOT
+from tests.git_repository import commit_all, git, replace_once
+from tests.rendering import TEMPLATE_ROOT, add_bookings_model
 from tests.service_suite import run_service_tests
-from tests.test_service import add_bookings_model
 
 EXAMPLE_REVISIONS = 4
 # A line that `copier update` added to start an inline conflict.
 CONFLICT_MARKER = re.compile(r"^\+<<<<<<< ", re.MULTILINE)
-
-
-def git(cwd: Path, *arguments: str) -> str:
-    result = subprocess.run(
-        ["git", *arguments],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return result.stdout
-
-
-def commit_all(repository: Path, message: str) -> None:
-    git(repository, "add", "-A")
-    git(repository, "commit", "-q", "-m", message)
-
-
-def replace_once(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} is not exactly once in {path}"
-    path.write_text(text.replace(old, new))
 
 
 @pytest.fixture
