@@ -1,10 +1,12 @@
-"""A rendered service's own test suite, run and judged by exit code and parsed counts."""
+"""A rendered service's own test suite, run and judged by exit code and the counts of
+its --junit-xml report."""
 
-import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from tests.rendering import answer_sets
 
@@ -15,31 +17,41 @@ PYTEST_ALEMBIC_BUILT_INS = [
     "pytest_alembic_include_experimental=all_models_register_on_metadata,downgrade_leaves_no_trace",
 ]
 PYTEST_ALEMBIC_BUILT_IN_COUNT = 6
-OUTCOME = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)\b")
+SERVICE_PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 
 
-def outcome_counts(pytest_stdout: str) -> dict[str, int]:
-    """The counts of pytest's summary line: {"passed": 17} or {"failed": 1, "passed": 16}."""
-    lines = pytest_stdout.strip().splitlines()
-    summary = lines[-1] if lines else ""
-    return {
-        name.rstrip("s") if name == "errors" else name: int(number)
-        for number, name in OUTCOME.findall(summary)
+def junit_counts(report: Path) -> dict[str, int]:
+    """Outcome counts from pytest's --junit-xml report: {"passed": 17}, or
+    {"failed": 1, "passed": 16}."""
+    root = ElementTree.parse(report).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    assert suite is not None, f"no testsuite in {report}"
+    failed, error, skipped, tests = (
+        int(suite.get(name, "0")) for name in ("failures", "errors", "skipped", "tests")
+    )
+    counts = {
+        "passed": tests - failed - error - skipped,
+        "failed": failed,
+        "error": error,
+        "skipped": skipped,
     }
+    return {name: count for name, count in counts.items() if count}
 
 
 def run_service_tests(project: Path, env: dict[str, str], *arguments: str) -> dict[str, int]:
     """Run the service's pytest, which must exit 0; return its outcome counts."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    return outcome_counts(result.stdout)
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "junit.xml"
+        result = subprocess.run(
+            [*SERVICE_PYTEST, f"--junit-xml={report}", *arguments],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        return junit_counts(report)
 
 
 def runs_pytest_alembic_built_ins(answers: dict[str, Any]) -> bool:

@@ -31,7 +31,8 @@ from tests.rendering import (
 )
 from tests.service_suite import (
     PYTEST_ALEMBIC_BUILT_INS,
-    outcome_counts,
+    SERVICE_PYTEST,
+    junit_counts,
     runs_pytest_alembic_built_ins,
     service_test_count,
 )
@@ -118,11 +119,13 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mypy-cache")
 
 
-def service_gates(answers: dict[str, Any], mypy_cache: Path) -> dict[str, list[str]]:
+def service_gates(
+    answers: dict[str, Any], mypy_cache: Path, junit_report: Path
+) -> dict[str, list[str]]:
     python = [sys.executable, "-m"]
     built_ins = PYTEST_ALEMBIC_BUILT_INS if runs_pytest_alembic_built_ins(answers) else []
     gates = {
-        "tests": [*python, "pytest", "-q", "-p", "no:cacheprovider", *built_ins],
+        "tests": [*SERVICE_PYTEST, f"--junit-xml={junit_report}", *built_ins],
         "lint": [*python, "ruff", "check", "--no-cache", "."],
         "types": [*python, "mypy", "--cache-dir", str(mypy_cache), "."],
     }
@@ -146,7 +149,8 @@ def test_service_passes_its_own_gates(
     assert import_circles(project, allowed_package=f"{answers['code_dir']}.models") == []
 
     failures = {}
-    for gate, command in service_gates(answers, mypy_cache).items():
+    junit_report = tmp_path / "junit.xml"
+    for gate, command in service_gates(answers, mypy_cache, junit_report).items():
         result = subprocess.run(
             command,
             cwd=project,
@@ -159,7 +163,7 @@ def test_service_passes_its_own_gates(
             failures[gate] = result.stdout + result.stderr
         if gate == "tests":
             expected = {"passed": service_test_count(answers)}
-            assert outcome_counts(result.stdout) == expected, result.stdout[-3000:]
+            assert junit_counts(junit_report) == expected, result.stdout[-3000:]
 
     assert failures == {}
 
