@@ -51,7 +51,7 @@ def main() -> None:
             )
             started = time.monotonic()
             result = subprocess.run(
-                [sys.executable, "-m", "scripts.rehearsal", "--base", "main"],
+                [sys.executable, "-m", "scripts", "rehearse", "--base", "main"],
                 cwd=project,
                 env=env,
                 capture_output=True,

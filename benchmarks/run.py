@@ -238,7 +238,7 @@ def bench_migration_tests(
         )
         figures.append((f"migration tests, {size} revisions", ours, reference))
         lint = median_seconds(
-            [sys.executable, "scripts/lint_migrations.py"], project, runs, as_env()
+            [sys.executable, "-m", "scripts", "lint-migrations"], project, runs, as_env()
         )
         offline_sql = median_seconds(
             [sys.executable, "-m", "alembic", "upgrade", "head", "--sql"], project, runs, as_env()
@@ -267,7 +267,7 @@ def bench_squash(
         )
         (head,) = run([*alembic, "heads"], grown, env).split()[:1]
         started = time.perf_counter()
-        run([sys.executable, "-m", "scripts.migration_history", "squash", head], squashed, env)
+        run([sys.executable, "-m", "scripts", "squash", head], squashed, env)
         squash_seconds = time.perf_counter() - started
         fresh = bench_database(server, f"fresh_{size}")
         fresh_env = as_env(DATABASE_URL=fresh.render_as_string(False))

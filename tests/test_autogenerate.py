@@ -143,7 +143,7 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
     alembic.batch("upgrade head", "revision --autogenerate -m Remove_manager_role")
     (remove_manager,) = versions.glob("*remove_manager_role.py")
     lint = subprocess.run(
-        [sys.executable, "scripts/lint_migrations.py", str(remove_manager)],
+        [sys.executable, "-m", "scripts", "lint-migrations", str(remove_manager)],
         cwd=project,
         capture_output=True,
         text=True,

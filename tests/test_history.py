@@ -3,7 +3,7 @@
 Two branches that each add a revision conflict in git (merge and rebase) on the
 head record, and `make rebase-revision` resolves it; a long history squashes into
 a baseline that builds the same schema. Each flow runs the service's own tools the
-way its Makefile does (`python -m scripts.migration_history ...`).
+way its Makefile does (`python -m scripts <command>`).
 """
 
 import os
@@ -49,7 +49,7 @@ def history_tool(
 ) -> subprocess.CompletedProcess[str]:
     """What `make check-history`, `make rebase-revision` and `make squash` run."""
     return subprocess.run(
-        [sys.executable, "-m", "scripts.migration_history", *arguments],
+        [sys.executable, "-m", "scripts", *arguments],
         cwd=project,
         env=alembic.env,
         capture_output=True,
@@ -115,14 +115,17 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     )
     assert merge.returncode != 0
     assert "CONFLICT (content): Merge conflict in migrations/head_revision.txt" in merge.stdout
-    checked = history_tool(project, alembic, "check")
+    unknown = history_tool(project, alembic, "check-histroy")
+    assert unknown.returncode == 1
+    assert "commands: db, lint-migrations, check-history, record-head" in unknown.stderr
+    checked = history_tool(project, alembic, "check-history")
     assert checked.returncode == 1
     assert "merge conflict" in checked.stderr and "make rebase-revision" in checked.stderr
     assert len(checked.stderr.strip().splitlines()) == 1
 
     # Applied to the local database: refused, nothing changed.
     before = (your_file.read_bytes(), record.read_bytes(), git(project, "status", "--porcelain"))
-    refused = history_tool(project, alembic, "rebase")
+    refused = history_tool(project, alembic, "rebase-revision")
     assert refused.returncode == 1
     assert "`uv run alembic downgrade 301e301e301e`" in refused.stderr
     assert "nothing was changed" in refused.stderr
@@ -133,7 +136,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     ) == before
 
     alembic("downgrade", "301e301e301e")
-    rebased = history_tool(project, alembic, "rebase")
+    rebased = history_tool(project, alembic, "rebase-revision")
     assert rebased.returncode == 0, rebased.stderr
     assert "Migration lint: no findings (1 revision(s) linted)" in rebased.stdout
     assert f'down_revision: str | Sequence[str] | None = "{theirs}"' in your_file.read_text()
@@ -141,7 +144,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     assert record.read_text() == f"{yours}\n"
     git(project, "commit", "-q", "--no-edit")
     assert alembic("heads").split() == [yours, "(head)"]
-    assert history_tool(project, alembic, "check").returncode == 0
+    assert history_tool(project, alembic, "check-history").returncode == 0
     merged_revision = your_file.read_text()
 
     # git rebase, from the same start: the same result.
@@ -150,7 +153,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
         ["git", "rebase", "main"], cwd=project, capture_output=True, text=True, timeout=120
     )
     assert rebase.returncode != 0 and "head_revision.txt" in rebase.stdout + rebase.stderr
-    rebased = history_tool(project, alembic, "rebase")
+    rebased = history_tool(project, alembic, "rebase-revision")
     assert rebased.returncode == 0, rebased.stderr
     assert "git rebase --continue" in rebased.stdout
     subprocess.run(
@@ -162,7 +165,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
         timeout=120,
     )
     assert your_file.read_text() == merged_revision
-    assert history_tool(project, alembic, "check").returncode == 0
+    assert history_tool(project, alembic, "check-history").returncode == 0
 
     # Linear again: a fresh database migrates and matches the models.
     fresh = create_database(postgres_server_url, f"{database_url.database}_fresh")
@@ -173,7 +176,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     finally:
         drop_database(postgres_server_url, str(fresh.database))
     lint = subprocess.run(
-        [sys.executable, "scripts/lint_migrations.py"],
+        [sys.executable, "-m", "scripts", "lint-migrations"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -184,12 +187,12 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
 
     # A record that no longer names the head fails the check, in one line.
     record.write_text(f"{theirs}\n")
-    stale = history_tool(project, alembic, "check")
+    stale = history_tool(project, alembic, "check-history")
     assert stale.returncode == 1
-    assert stale.stderr.strip().endswith("`uv run python -m scripts.migration_history record-head`")
+    assert stale.stderr.strip().endswith("`uv run python -m scripts record-head`")
     assert f"says {theirs}, but the head revision is {yours}" in stale.stderr
     record.unlink()
-    missing = history_tool(project, alembic, "check")
+    missing = history_tool(project, alembic, "check-history")
     assert missing.returncode == 1 and "was missing" in missing.stderr
     assert record.read_text() == f"{yours}\n"
 
@@ -302,7 +305,7 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         ) in refusal.stderr
         assert version_of(older) == SHIPPED_HEAD and schema_dump(older) == older_schema
 
-        assert history_tool(project, alembic, "check").returncode == 0
+        assert history_tool(project, alembic, "check-history").returncode == 0
         service_tests_pass(project, alembic, password_role_server_url)
     finally:
         for database in (older, at_point, through_history):

@@ -44,7 +44,7 @@ def rehearse(
     env = Alembic(project, database_url).env
     env.update(REHEARSAL_ROWS=ROWS, REHEARSAL_MAX_WAIT_MS=str(MAX_WAIT_MS), **settings)
     return subprocess.run(
-        [sys.executable, "-m", "scripts.rehearsal", *arguments],
+        [sys.executable, "-m", "scripts", "rehearse", *arguments],
         cwd=project,
         env=env,
         capture_output=True,
@@ -123,7 +123,7 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     assert on_copy.returncode == 1
     assert f"database is at {ONE_STATEMENT_BACKFILL}, which main does not have" in on_copy.stderr
 
-    record_head = [sys.executable, "-m", "scripts.migration_history", "record-head"]
+    record_head = [sys.executable, "-m", "scripts", "record-head"]
     subprocess.run(record_head, cwd=project, check=True, capture_output=True)
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "Add the revisions")

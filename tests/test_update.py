@@ -171,7 +171,7 @@ def test_the_readme_render_command_gives_a_service_that_updates(
     git(service, "config", "user.email", "team@example.com")
     git(service, "config", "user.name", "Team")
     commit_all(service, "Render the service")
-    source_check = [sys.executable, "scripts/template_source.py"]
+    source_check = [sys.executable, "-m", "scripts", "template-source"]
     assert subprocess.run(source_check, cwd=service, timeout=60).returncode == 0
     git(clone, "config", "user.email", "template@example.com")
     git(clone, "config", "user.name", "Template")
@@ -399,7 +399,7 @@ def test_service_from_a_release_updates_to_head(
     # it from their first check, which asks for a commit.
     (team_head,) = re.findall(r"^revision(?:: str)? = [\"'](\w+)", bookings_revision(service), re.M)
     record = service / "src" / "migrations" / "head_revision.txt"
-    history_check = [sys.executable, "-m", "scripts.migration_history", "check"]
+    history_check = [sys.executable, "-m", "scripts", "check-history"]
     if not had_record:
         assert not record.exists()
         first = subprocess.run(

@@ -1,8 +1,8 @@
 """Lint the SQL of every revision for locking hazards, with squawk.
 
-    uv run python scripts/lint_migrations.py           # every revision
-    uv run python scripts/lint_migrations.py FILE ...  # these revision files
-    uv run python scripts/lint_migrations.py --head    # the newest revision
+    uv run python -m scripts lint-migrations           # every revision
+    uv run python -m scripts lint-migrations FILE ...  # these revision files
+    uv run python -m scripts lint-migrations --head    # the newest revision
 
 One Alembic run writes the upgrade SQL of the whole history (as `alembic
 upgrade base:heads --sql` does), cut into one file per revision: squawk judges

@@ -75,7 +75,7 @@ def check_head_record(scripts: ScriptDirectory) -> str:
             f"{shown(record)} says {', '.join(recorded) or 'nothing'}, but the "
             f"head revision is {', '.join(heads) or 'base'}: a revision was "
             "added, removed or edited without `alembic revision`; fix it, or "
-            "run `uv run python -m scripts.migration_history record-head`"
+            "run `uv run python -m scripts record-head`"
         )
     return f"Migration history: one head, {heads[0] if heads else 'base'}"
 
