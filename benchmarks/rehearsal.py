@@ -16,15 +16,11 @@ import time
 from pathlib import Path
 
 from benchmarks.run import ROOT, as_env, render
+from tests.git_repository import init_repository
 from tests.postgres import postgres_server
 from tests.rehearsal_revisions import revision_files
 
 ROW_COUNTS = (100_000, 400_000)  # 400,000 is the default
-
-
-def git(project: Path, *arguments: str) -> None:
-    identity = ["-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
-    subprocess.run(["git", *identity, *arguments], cwd=project, check=True, capture_output=True)
 
 
 def main() -> None:
@@ -38,9 +34,7 @@ def main() -> None:
         postgres_server() as server,
     ):
         project = render(Path(folder) / "service")
-        git(project, "init", "--quiet", "--initial-branch=main")
-        git(project, "add", "--all")
-        git(project, "commit", "--quiet", "--message", "Render")
+        init_repository(project)
         (versions,) = project.rglob("versions")
         for name, source in revision_files().items():
             (versions / name).write_text(source)

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
+from tests.git_repository import commit_all, git, init_repository
 from tests.postgres import connect
 from tests.rehearsal_revisions import (
     BATCHED_BACKFILL,
@@ -31,11 +32,6 @@ from tests.rendering import render_service
 pytestmark = pytest.mark.reliability
 ROWS = "200000"
 MAX_WAIT_MS = 250
-
-
-def git(project: Path, *arguments: str) -> None:
-    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
-    subprocess.run(["git", *identity, *arguments], cwd=project, check=True, capture_output=True)
 
 
 def rehearse(
@@ -73,9 +69,7 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     tmp_path: Path, database_url: URL
 ) -> None:
     project = render_service(tmp_path / "service")
-    git(project, "init", "--quiet", "--initial-branch=main")
-    git(project, "add", "--all")
-    git(project, "commit", "--quiet", "--message", "Render the service")
+    init_repository(project)
     git(project, "checkout", "--quiet", "-b", "feature")
     (versions,) = project.rglob("versions")
     for name, source in revision_files().items():
@@ -125,8 +119,7 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
 
     record_head = [sys.executable, "-m", "scripts", "record-head"]
     subprocess.run(record_head, cwd=project, check=True, capture_output=True)
-    git(project, "add", "--all")
-    git(project, "commit", "--quiet", "--message", "Add the revisions")
+    commit_all(project, "Add the revisions")
     nothing_new = rehearse(project, database_url, "--base", "feature")
     assert nothing_new.returncode == 0
     assert nothing_new.stdout.strip() == "Nothing to rehearse: feature has every revision here."
