@@ -11,7 +11,7 @@ REVISION = '''\
 import sqlalchemy as sa
 from alembic import op
 
-from src.migration_policy import backfill
+from src.revision_operations import backfill
 
 revision = "{revision}"
 down_revision = "{down_revision}"

@@ -199,7 +199,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
 
 DATA_STEP = '    op.execute("UPDATE hotels SET title = upper(title)")\n'
 BACKFILL_STEP = (
-    "    from src.migration_policy import backfill\n\n"
+    "    from src.revision_operations import backfill\n\n"
     '    backfill("hotels", "title = upper(title)", "title <> upper(title)")\n'
 )
 

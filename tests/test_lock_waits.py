@@ -33,7 +33,7 @@ INDEX_REVISION = '''\
 
 from alembic import op
 
-from src.migration_policy import concurrent_index_block
+from src.revision_operations import concurrent_index_block
 
 revision = "5a0e5a0e5a0e"
 down_revision = "6b1f6b1f6b1f"
@@ -211,7 +211,7 @@ def test_lock_waits_are_told_apart_by_sqlstate_on_a_server_answering_in_russian(
 BACKFILL_REVISION = '''\
 """Fill nicknames"""
 
-from src.migration_policy import backfill
+from src.revision_operations import backfill
 
 revision = "7c2d7c2d7c2d"
 down_revision = "6b1f6b1f6b1f"

@@ -117,9 +117,11 @@ def test_web_service_holds(answers: dict[str, Any], tmp_path: Path) -> None:
             )
             assert fuzz.returncode == 0, fuzz.stdout[-4000:]
 
-            # Load: 64 clients, 3,200 requests, no 5xx and no connection error.
-            outcomes = asyncio.run(mixed_load(base, clients=64, requests=3200))
-            assert sum(outcomes.values()) == 3200
+            # Load: 64 clients, 1,280 requests, no 5xx and no connection error. 64 is
+            # over four times what the pool holds with its overflow (15): requests
+            # queue for a connection from the first round on.
+            outcomes = asyncio.run(mixed_load(base, clients=64, requests=1280))
+            assert sum(outcomes.values()) == 1280
             problems = [
                 line for line in read_log(handle).splitlines() if not line.startswith("INFO")
             ]

@@ -43,8 +43,8 @@ CREATE_DATE = re.compile(r"^Create Date: (\d{4}-\d{2}-\d{2})", re.MULTILINE)
 # How each rule's fix is written in an Alembic revision. See the README,
 # "Writing a safe migration".
 ALEMBIC_FIXES = {
-    "require-concurrent-index-creation": "build it CONCURRENTLY, outside the transaction: `with concurrent_index_block() as concurrently: op.create_index(..., postgresql_concurrently=concurrently)` (from migration_policy.py)",
-    "require-concurrent-index-deletion": "`with concurrent_index_block() as concurrently: op.drop_index(..., postgresql_concurrently=concurrently)` (from migration_policy.py)",
+    "require-concurrent-index-creation": "build it CONCURRENTLY, outside the transaction: `with concurrent_index_block() as concurrently: op.create_index(..., postgresql_concurrently=concurrently)` (from revision_operations.py)",
+    "require-concurrent-index-deletion": "`with concurrent_index_block() as concurrently: op.drop_index(..., postgresql_concurrently=concurrently)` (from revision_operations.py)",
     "changing-column-type": "the table is rewritten under an exclusive lock. A renamed enum value: `op.execute(\"ALTER TYPE t RENAME VALUE 'old' TO 'new'\")` rewrites nothing. A removed one needs the rewrite: once no row holds the value, list the revision in .squawk.toml excluded_paths, with the reason",
     "prefer-robust-stmts": "nothing in an autocommit block is rolled back, and a failed CONCURRENTLY build leaves an INVALID index: run `op.drop_index(..., postgresql_concurrently=True, if_exists=True)` before `op.create_index(..., postgresql_concurrently=True, if_not_exists=True)`",
     "disallowed-unique-constraint": 'create a unique index CONCURRENTLY in an autocommit block, then `op.execute("ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX c")`',

@@ -1,0 +1,39 @@
+"""The revisions that a squash replaced, read from the baselines that
+replaced them (`squashes`, written by scripts/squash_history.py).
+
+env.py refuses a database at such a revision; `/ready` reports one.
+"""
+
+from collections.abc import Iterable
+
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+
+
+def squashed_revisions(script: ScriptDirectory) -> dict[str, str]:
+    """Each revision a squash replaced, and the baseline that replaced it."""
+    replaced = {}
+    for base in script.get_bases():
+        baseline = script.get_revision(base)
+        assert baseline is not None
+        for revision in getattr(baseline.module, "squashes", ()):
+            replaced[revision] = baseline.revision
+    return replaced
+
+
+def refuse_squashed_heads(
+    script: ScriptDirectory,
+    current_heads: Iterable[str],
+) -> None:
+    """A database at a revision that a squash replaced cannot go on here."""
+    squashed = squashed_revisions(script)
+    for head in current_heads:
+        if head in squashed:
+            baseline = squashed[head]
+            raise CommandError(
+                f"The database is at {head}, which the history no longer "
+                f"has: it was squashed into the baseline {baseline}. The "
+                "database is unchanged. Upgrade it to "
+                f"{baseline} with a checkout from before the squash "
+                f"(git log -S {head}), then run this again."
+            )
