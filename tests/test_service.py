@@ -37,6 +37,7 @@ from tests.service_suite import (
     service_test_count,
 )
 from tests.serving import free_port
+from tests.type_checking import build_library_cache, fresh_cache
 
 DATED_NAME = re.compile(r"^\d{4}_\d{2}_\d{2}_\d{4}-[0-9a-f]{12}_add_bookings\.py$")
 PLAIN_NAME = re.compile(r"^[0-9a-f]{12}_add_bookings\.py$")
@@ -114,9 +115,9 @@ def test_service_migrates_and_finds_new_models(
 
 
 @pytest.fixture(scope="session")
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared by every rendered service: the libraries are checked once."""
-    return tmp_path_factory.mktemp("mypy-cache")
+def library_type_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The libraries' types, checked once and copied for each rendered service."""
+    return build_library_cache(tmp_path_factory.mktemp("library-types"))
 
 
 def service_gates(
@@ -140,11 +141,12 @@ def test_service_passes_its_own_gates(
     answers: dict[str, Any],
     tmp_path: Path,
     postgres_server_url: URL,
-    mypy_cache: Path,
+    library_type_cache: Path,
 ) -> None:
     """Its test suite on PostgreSQL, ruff, mypy --strict and its formatter's check;
     and no import circle among its modules."""
     project = render_service(tmp_path / "service", **answers)
+    mypy_cache = fresh_cache(library_type_cache, tmp_path / "mypy-cache")
     server_url = postgres_server_url.render_as_string(hide_password=False)
     assert import_circles(project, allowed_package=f"{answers['code_dir']}.models") == []
 
