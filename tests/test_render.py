@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.nodes
 import pytest
 import yaml
 
@@ -229,6 +231,22 @@ def test_both_readmes_hold_the_same_facts(readmes: dict[str, Path]) -> None:
     english, russian = (readme_facts((readmes[lang] / "README.md").read_text()) for lang in readmes)
     for fact in english:
         assert english[fact] == russian[fact], fact
+
+
+def macro_names(template: Path) -> list[str]:
+    tree = jinja2.Environment().parse(template.read_text())
+    return [macro.name for macro in tree.find_all(jinja2.nodes.Macro)]
+
+
+def test_both_readme_languages_have_every_block_the_structure_places() -> None:
+    """template/README.md.jinja holds the sections and their conditions once; each
+    language gives the same blocks of text, in the same order, and none is unused."""
+    structure = (TEMPLATE_ROOT / "template" / "README.md.jinja").read_text()
+    placed = re.findall(r"\{\{ text\.(\w+)\(\) \}\}", structure)
+    texts = TEMPLATE_ROOT / "includes" / "readme"
+    assert sorted(path.name for path in texts.iterdir()) == ["en.jinja", "ru.jinja"]
+    assert macro_names(texts / "en.jinja") == placed
+    assert macro_names(texts / "ru.jinja") == placed
 
 
 @pytest.mark.parametrize("language", ["en", "ru"])

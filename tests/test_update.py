@@ -34,6 +34,7 @@ def template_repository(tmp_path: Path) -> Path:
     repository.mkdir()
     shutil.copy(TEMPLATE_ROOT / "copier.yml", repository)
     shutil.copy(TEMPLATE_ROOT / "README.md", repository)
+    shutil.copytree(TEMPLATE_ROOT / "includes", repository / "includes")
     shutil.copytree(TEMPLATE_ROOT / "template", repository / "template")
     git(repository, "init", "-q")
     git(repository, "config", "user.email", "template@example.com")
