@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import URL
 
 from tests.postgres import create_database, drop_database, postgres_server
+from tests.rendering import copy_template
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -78,9 +79,7 @@ def render(destination: Path, *options: str) -> Path:
     template = destination.parent / "template-copy"
     if not template.exists():
         # A plain folder, like the floor template: no git clone in the timing.
-        template.mkdir()
-        shutil.copy(ROOT / "copier.yml", template)
-        shutil.copytree(ROOT / "template", template / "template")
+        copy_template(template)
     run(
         [
             str(BIN / "copier"),

@@ -2,6 +2,7 @@
 
 import itertools
 import random
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,23 @@ def answer_set_id(answers: dict[str, Any]) -> str:
             *(["fastapi"] if answers["web_framework"] == "fastapi" else []),
         ]
     )
+
+
+# What Copier reads from the template repository: the questions, the service, and the
+# service README's text that template/README.md.jinja imports.
+TEMPLATE_FILES = ("copier.yml", "README.md", "includes", "template")
+
+
+def copy_template(destination: Path) -> Path:
+    """The template as a plain folder, without git."""
+    destination.mkdir(parents=True)
+    for name in TEMPLATE_FILES:
+        source = TEMPLATE_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name)
+        else:
+            shutil.copy(source, destination / name)
+    return destination
 
 
 def render_service(destination: Path, **answers: Any) -> Path:

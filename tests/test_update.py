@@ -7,7 +7,6 @@ then `run_update`.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
 from tests.git_repository import commit_all, git, replace_once
-from tests.rendering import TEMPLATE_ROOT, add_bookings_model
+from tests.rendering import TEMPLATE_ROOT, add_bookings_model, copy_template
 from tests.service_suite import run_service_tests
 
 EXAMPLE_REVISIONS = 4
@@ -30,12 +29,7 @@ CONFLICT_MARKER = re.compile(r"^\+<<<<<<< ", re.MULTILINE)
 @pytest.fixture
 def template_repository(tmp_path: Path) -> Path:
     """This working tree's template as a git repository tagged v0.1.0."""
-    repository = tmp_path / "template-repository"
-    repository.mkdir()
-    shutil.copy(TEMPLATE_ROOT / "copier.yml", repository)
-    shutil.copy(TEMPLATE_ROOT / "README.md", repository)
-    shutil.copytree(TEMPLATE_ROOT / "includes", repository / "includes")
-    shutil.copytree(TEMPLATE_ROOT / "template", repository / "template")
+    repository = copy_template(tmp_path / "template-repository")
     git(repository, "init", "-q")
     git(repository, "config", "user.email", "template@example.com")
     git(repository, "config", "user.name", "Template")

@@ -11,16 +11,15 @@ copy of the project, which has no package to import.
 import runpy
 import sys
 
-# Command -> its module, and the arguments that module is started with.
 COMMANDS = {
-    "db": ("scripts.local_postgres", []),
-    "lint-migrations": ("scripts.lint_migrations", []),
-    "check-history": ("scripts.migration_history", ["check"]),
-    "record-head": ("scripts.migration_history", ["record-head"]),
-    "rebase-revision": ("scripts.migration_history", ["rebase"]),
-    "squash": ("scripts.migration_history", ["squash"]),
-    "rehearse": ("scripts.rehearsal", []),
-    "template-source": ("scripts.template_source", []),
+    "db": "scripts.local_postgres",
+    "lint-migrations": "scripts.lint_migrations",
+    "check-history": "scripts.check_history",
+    "record-head": "scripts.record_head",
+    "rebase-revision": "scripts.rebase_revision",
+    "squash": "scripts.squash_history",
+    "rehearse": "scripts.rehearsal",
+    "template-source": "scripts.template_source",
 }
 
 
@@ -29,9 +28,8 @@ def main() -> None:
         usage = "usage: python -m scripts COMMAND [ARGUMENTS]"
         sys.exit(f"{usage}; commands: {', '.join(COMMANDS)}")
     command, *arguments = sys.argv[1:]
-    module, leading = COMMANDS[command]
-    sys.argv = [f"python -m scripts {command}", *leading, *arguments]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    sys.argv = [f"python -m scripts {command}", *arguments]
+    runpy.run_module(COMMANDS[command], run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 record, the revision graph, and the history at another git ref.
 
 Imports nothing from the service's package, and no command: the record-head
-post-write hook (scripts/migration_history.py) also runs inside `make
-squash`'s temporary copy of the project, which has no package.
+post-write hook (scripts/record_head.py) imports it, and also runs inside
+`make squash`'s temporary copy of the project, which has no package.
 """
 
 import subprocess
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from alembic.config import Config
@@ -20,6 +21,17 @@ HEAD_RECORD = "head_revision.txt"
 
 class HistoryError(Exception):
     """Refused or failed; nothing was changed unless the message says so."""
+
+
+def run_command(command: str, work: Callable[[], Iterable[str]]) -> None:
+    """A history command's end: the lines `work` reports, or its HistoryError
+    in one line on stderr and exit status 1."""
+    try:
+        lines = list(work())
+    except HistoryError as error:
+        sys.exit(f"{command}: {error}")
+    if lines:
+        print("\n".join(lines))
 
 
 def alembic_config() -> Config:
