@@ -146,8 +146,8 @@ def fetch(branch: str) -> str:
 
 
 # What CI runs, in order: migrations, drift, `make lint` (the migration lint
-# among them), the tests, and the rehearsal against the default branch, which it
-# fetches first.
+# among them), the tests, the rehearsal against the default branch, which it
+# fetches first, and the default branch's tests on the branch's schema.
 CI_STEPS = {
     "github": [
         None,
@@ -158,6 +158,7 @@ CI_STEPS = {
         "make lint",
         "uv run pytest",
         f'{fetch("$DEFAULT_BRANCH")}\nmake rehearse base="origin/$DEFAULT_BRANCH"\n',
+        'make check-compat base="origin/$DEFAULT_BRANCH"',
     ],
     "gitlab": [
         "uv sync",
@@ -167,6 +168,7 @@ CI_STEPS = {
         "uv run pytest",
         fetch("$CI_DEFAULT_BRANCH"),
         'make rehearse base="origin/$CI_DEFAULT_BRANCH"',
+        'make check-compat base="origin/$CI_DEFAULT_BRANCH"',
     ],
     "none": [],
 }

@@ -19,6 +19,7 @@ COMMANDS = {
     "rebase-revision": "scripts.rebase_revision",
     "squash": "scripts.squash_history",
     "rehearse": "scripts.rehearsal",
+    "check-compat": "scripts.check_compat",
     "template-source": "scripts.template_source",
 }
 

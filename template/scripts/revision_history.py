@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from alembic.config import Config
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from alembic.util import to_tuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +120,16 @@ def ancestry(scripts: ScriptDirectory, heads: Iterable[str]) -> set[str]:
             seen.add(revision)
             pending.extend(builds_on(scripts, revision))
     return seen
+
+
+def new_revisions(
+    scripts: ScriptDirectory,
+    base_heads: list[str],
+) -> list[Script]:
+    """The revisions that the base does not have, oldest first."""
+    have = ancestry(scripts, base_heads)
+    oldest_first = reversed(list(scripts.walk_revisions()))
+    return [script for script in oldest_first if script.revision not in have]
 
 
 def git(*arguments: str) -> subprocess.CompletedProcess[str]:

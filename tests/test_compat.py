@@ -1,0 +1,157 @@
+"""`make check-compat`: the released code's own tests, on the schema of a branch.
+
+One fastapi service with the example models, in git, with `main` as the release.
+Each case is a branch with one revision after the shipped head: a dropped column
+and a renamed one break the release's routes, which its tests say by name; a new
+nullable column does not. A release whose own tests fail is said to be broken, not
+the branch. The failing cases run the release's model tests only (the plugin, the
+deselection and the baseline run are the same for any selection); the passing one
+runs every test of the release's code, as CI does.
+"""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL
+
+from tests.git_repository import commit_all, git, init_repository, replace_once
+from tests.rendering import SHIPPED_HEAD, render_service
+
+pytestmark = pytest.mark.reliability
+MODEL_TESTS = "tests/test_models.py"
+REVISION = f'''"""{{message}}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{{revision}}"
+down_revision = "{SHIPPED_HEAD}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    {{upgrade}}
+
+
+def downgrade() -> None:
+    {{downgrade}}
+'''
+DROP_LOCATION = {
+    "message": "Drop hotels.location",
+    "revision": "d1d1d1d1d1d1",
+    "upgrade": 'op.drop_column("hotels", "location")',
+    "downgrade": 'op.add_column("hotels", sa.Column("location", sa.Text()))',
+}
+RENAME_TITLE = {
+    "message": "Rename hotels.title to name",
+    "revision": "e2e2e2e2e2e2",
+    "upgrade": 'op.alter_column("hotels", "title", new_column_name="name")',
+    "downgrade": 'op.alter_column("hotels", "name", new_column_name="title")',
+}
+ADD_STARS = {
+    "message": "Add hotels.stars",
+    "revision": "f3f3f3f3f3f3",
+    "upgrade": 'op.add_column("hotels", sa.Column("stars", sa.Integer()))',
+    "downgrade": 'op.drop_column("hotels", "stars")',
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    project = render_service(tmp_path_factory.mktemp("compat") / "service", web_framework="fastapi")
+    init_repository(project)
+    yield project
+
+
+def branch_with(project: Path, name: str, revision: dict[str, str], base: str = "main") -> None:
+    git(project, "checkout", "-q", "-B", name, base)
+    (versions,) = project.rglob("versions")
+    path = versions / f"{revision['revision']}_{name}.py"
+    path.write_text(REVISION.format(**revision))
+    commit_all(project, revision["message"])
+
+
+def check_compat(
+    project: Path, server_url: URL, base: str, *tests: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TEST_DATABASE_URL": server_url.render_as_string(hide_password=False),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "scripts", "check-compat", "--base", base, *tests],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def code_test_count(project: Path) -> int:
+    """The service's tests outside tests/test_migration*.py."""
+    code_tests = [
+        str(path.relative_to(project))
+        for path in project.glob("tests/test_*.py")
+        if not path.name.startswith("test_migration")
+    ]
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *code_tests],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return sum("::" in line for line in collected.stdout.splitlines())
+
+
+def test_a_drop_or_a_rename_breaks_the_release_and_a_new_column_does_not(
+    service: Path, postgres_server_url: URL
+) -> None:
+    branch_with(service, "drop-location", DROP_LOCATION)
+    dropped = check_compat(service, postgres_server_url, "main", MODEL_TESTS)
+    assert dropped.returncode == 1, dropped.stdout + dropped.stderr
+    assert "breaks on the schema of revisions d1d1d1d1d1d1" in dropped.stderr
+    assert "tests/test_models.py::test_hotel_with_rooms_round_trip" in dropped.stderr
+    assert "test_ready_at_the_head" not in dropped.stderr
+
+    branch_with(service, "rename-title", RENAME_TITLE)
+    renamed = check_compat(service, postgres_server_url, "main", MODEL_TESTS)
+    assert renamed.returncode == 1, renamed.stdout + renamed.stderr
+    assert "breaks on the schema of revisions e2e2e2e2e2e2" in renamed.stderr
+    assert "tests/test_models.py::test_hotel_with_rooms_round_trip" in renamed.stderr
+
+    branch_with(service, "add-stars", ADD_STARS)
+    added = check_compat(service, postgres_server_url, "main")
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "Compatible: the " in added.stdout and "revisions f3f3f3f3f3f3" in added.stdout
+    # Every test of the release's code ran, but the two that check its /ready at
+    # its own head: the API's, the models' and the fuzzer's.
+    assert f"Compatible: the {code_test_count(service) - 2} tests" in added.stdout
+    assert git(service, "worktree", "list").count("\n") == 1
+
+
+def test_a_release_whose_own_tests_fail_is_named_broken(
+    service: Path, postgres_server_url: URL
+) -> None:
+    git(service, "checkout", "-q", "-B", "broken-release", "main")
+    replace_once(
+        service / MODEL_TESTS,
+        "async def test_hotel_with_rooms_round_trip(session: AsyncSession) -> None:\n",
+        "async def test_hotel_with_rooms_round_trip(session: AsyncSession) -> None:\n"
+        "    assert False\n",
+    )
+    commit_all(service, "A test that fails everywhere")
+    branch_with(service, "drop-on-broken", DROP_LOCATION, base="broken-release")
+
+    checked = check_compat(service, postgres_server_url, "broken-release", MODEL_TESTS)
+
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "fail on broken-release's own schema as well" in checked.stderr
+    assert f"{MODEL_TESTS}::test_hotel_with_rooms_round_trip" in checked.stderr
+    assert "breaks on the schema" not in checked.stderr
