@@ -2,6 +2,7 @@
 
 import itertools
 import random
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,3 +144,20 @@ def add_bookings_model(project: Path, code_dir: str = "src") -> None:
     (project / code_dir / "models" / "bookings.py").write_text(
         BOOKINGS_MODEL.format(code_dir=code_dir)
     )
+
+
+def release_commit(version: str) -> str:
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    found = re.search(
+        rf"^## {re.escape(version)} \([^)]*commit ([0-9a-f]{{7,40}})\)", changelog, re.M
+    )
+    assert found, f"CHANGELOG.md names no commit for {version}"
+    return found[1]
+
+
+def release_commits() -> list[str]:
+    """Every release in CHANGELOG.md, by commit, so a clone without tags works."""
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    commits = re.findall(r"^## v\S+ \([^)]*commit ([0-9a-f]{7,40})\)", changelog, re.M)
+    assert commits, "CHANGELOG.md names no release commit"
+    return commits

@@ -2,11 +2,12 @@
 
 One fastapi service with the example models, in git, with `main` as the release.
 Each case is a branch with one revision after the shipped head: a dropped column
-and a renamed one break the release's routes, which its tests say by name; a new
+and a renamed one break the release's models, which its tests say by name; a new
 nullable column does not. A release whose own tests fail is said to be broken, not
-the branch. The failing cases run the release's model tests only (the plugin, the
-deselection and the baseline run are the same for any selection); the passing one
-runs every test of the release's code, as CI does.
+the branch; that release is a v0.8.0 render, with that release's fixtures. The
+failing cases run the release's model tests only (the plugin, the deselection and
+the baseline run are the same for any selection); the passing one runs every test
+of the release's code, as CI does.
 """
 
 import os
@@ -16,10 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from copier import run_copy, run_update
 from sqlalchemy import URL
 
 from tests.git_repository import commit_all, git, init_repository, replace_once
-from tests.rendering import SHIPPED_HEAD, render_service
+from tests.rendering import SHIPPED_HEAD, TEMPLATE_ROOT, release_commit, render_service
 
 pytestmark = pytest.mark.reliability
 MODEL_TESTS = "tests/test_models.py"
@@ -136,22 +138,35 @@ def test_a_drop_or_a_rename_breaks_the_release_and_a_new_column_does_not(
     assert git(service, "worktree", "list").count("\n") == 1
 
 
-def test_a_release_whose_own_tests_fail_is_named_broken(
-    service: Path, postgres_server_url: URL
+def test_a_v0_8_0_release_whose_own_test_fails_is_named_broken(
+    tmp_path: Path, postgres_server_url: URL
 ) -> None:
-    git(service, "checkout", "-q", "-B", "broken-release", "main")
+    """A base rendered by v0.8.0, with the fixtures of that release, checked by a
+    branch that `copier update` brought to this template."""
+    service = tmp_path / "service"
+    run_copy(
+        str(TEMPLATE_ROOT),
+        service,
+        data={"web_framework": "fastapi"},
+        defaults=True,
+        quiet=True,
+        vcs_ref=release_commit("v0.8.0"),
+    )
     replace_once(
         service / MODEL_TESTS,
         "async def test_hotel_with_rooms_round_trip(session: AsyncSession) -> None:\n",
         "async def test_hotel_with_rooms_round_trip(session: AsyncSession) -> None:\n"
         "    assert False\n",
     )
-    commit_all(service, "A test that fails everywhere")
-    branch_with(service, "drop-on-broken", DROP_LOCATION, base="broken-release")
+    init_repository(service)
+    git(service, "checkout", "-q", "-b", "updated")
+    run_update(service, vcs_ref="HEAD", defaults=True, overwrite=True, quiet=True)
+    commit_all(service, "copier update")
+    branch_with(service, "drop-location", DROP_LOCATION, base="updated")
 
-    checked = check_compat(service, postgres_server_url, "broken-release", MODEL_TESTS)
+    checked = check_compat(service, postgres_server_url, "main", MODEL_TESTS)
 
     assert checked.returncode == 1, checked.stdout + checked.stderr
-    assert "fail on broken-release's own schema as well" in checked.stderr
+    assert "fail on main's own schema as well" in checked.stderr
     assert f"{MODEL_TESTS}::test_hotel_with_rooms_round_trip" in checked.stderr
     assert "breaks on the schema" not in checked.stderr

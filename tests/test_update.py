@@ -18,7 +18,13 @@ from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
 from tests.git_repository import commit_all, git, replace_once
-from tests.rendering import TEMPLATE_ROOT, add_bookings_model, copy_template
+from tests.rendering import (
+    TEMPLATE_ROOT,
+    add_bookings_model,
+    copy_template,
+    release_commit,
+    release_commits,
+)
 from tests.service_suite import run_service_tests
 
 EXAMPLE_REVISIONS = 4
@@ -343,23 +349,6 @@ def test_layout_change_is_refused_with_instructions(
         update(service, **layout_change)
 
     assert git(service, "status", "--porcelain") == ""
-
-
-def release_commit(version: str) -> str:
-    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
-    found = re.search(
-        rf"^## {re.escape(version)} \([^)]*commit ([0-9a-f]{{7,40}})\)", changelog, re.M
-    )
-    assert found, f"CHANGELOG.md names no commit for {version}"
-    return found[1]
-
-
-def release_commits() -> list[str]:
-    """Every release in CHANGELOG.md, by commit, so a clone without tags works."""
-    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
-    commits = re.findall(r"^## v\S+ \([^)]*commit ([0-9a-f]{7,40})\)", changelog, re.M)
-    assert commits, "CHANGELOG.md names no release commit"
-    return commits
 
 
 @pytest.mark.parametrize("release_commit", release_commits())
