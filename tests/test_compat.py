@@ -7,7 +7,8 @@ nullable column does not. A release whose own tests fail is said to be broken, n
 the branch; that release is a v0.8.0 render, with that release's fixtures. The
 failing cases run the release's model tests only (the plugin, the deselection and
 the baseline run are the same for any selection); the passing one runs every test
-of the release's code, as CI does.
+of the release's code, as CI does. A contract step passes the migration lint only
+when its revision declares it, rule by rule, with a reason.
 """
 
 import os
@@ -170,3 +171,37 @@ def test_a_v0_8_0_release_whose_own_test_fails_is_named_broken(
     assert "fail on main's own schema as well" in checked.stderr
     assert f"{MODEL_TESTS}::test_hotel_with_rooms_round_trip" in checked.stderr
     assert "breaks on the schema" not in checked.stderr
+
+
+def lint_newest(project: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scripts", "lint-migrations", "--head"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_contract_step_is_declared_in_its_revision_with_a_reason(service: Path) -> None:
+    branch_with(service, "contract-location", DROP_LOCATION)
+    (revision,) = service.rglob(f"versions/{DROP_LOCATION['revision']}_*.py")
+
+    refused = lint_newest(service)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert ": ban-drop-column: " in refused.stdout
+    assert 'see "Changing what live code uses" in the README' in refused.stdout
+    assert 'contract_step = {"ban-drop-column": ' in refused.stdout
+    assert "The new revision is refused as written" in refused.stdout
+
+    declared = 'contract_step = {"ban-drop-column": "v1.4 stopped reading it"}\n'
+    replace_once(revision, "depends_on = None\n", f"depends_on = None\n{declared}")
+    passed = lint_newest(service)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "declared contract step, ban-drop-column: v1.4 stopped reading it" in passed.stdout
+    assert "no findings" in passed.stdout
+
+    replace_once(revision, '"v1.4 stopped reading it"', '" "')
+    unexplained = lint_newest(service)
+    assert unexplained.returncode == 1
+    assert "contract-step-without-reason" in unexplained.stdout
