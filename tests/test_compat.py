@@ -119,24 +119,31 @@ def test_a_drop_or_a_rename_breaks_the_release_and_a_new_column_does_not(
     branch_with(service, "drop-location", DROP_LOCATION)
     dropped = check_compat(service, postgres_server_url, "main", MODEL_TESTS)
     assert dropped.returncode == 1, dropped.stdout + dropped.stderr
-    assert "breaks on the schema of revisions d1d1d1d1d1d1" in dropped.stderr
+    assert "breaks on the schema of revision d1d1d1d1d1d1" in dropped.stderr
     assert "tests/test_models.py::test_hotel_with_rooms_round_trip" in dropped.stderr
     assert "test_ready_at_the_head" not in dropped.stderr
+    # Each failure says why, in its first line: the column the release still uses.
+    assert '"location"' in dropped.stderr.split("round_trip: ", 1)[1].splitlines()[0]
 
     branch_with(service, "rename-title", RENAME_TITLE)
     renamed = check_compat(service, postgres_server_url, "main", MODEL_TESTS)
     assert renamed.returncode == 1, renamed.stdout + renamed.stderr
-    assert "breaks on the schema of revisions e2e2e2e2e2e2" in renamed.stderr
+    assert "breaks on the schema of revision e2e2e2e2e2e2" in renamed.stderr
     assert "tests/test_models.py::test_hotel_with_rooms_round_trip" in renamed.stderr
 
     branch_with(service, "add-stars", ADD_STARS)
     added = check_compat(service, postgres_server_url, "main")
     assert added.returncode == 0, added.stdout + added.stderr
-    assert "Compatible: the " in added.stdout and "revisions f3f3f3f3f3f3" in added.stdout
+    assert "Compatible: the " in added.stdout and "(revision f3f3f3f3f3f3)" in added.stdout
     # Every test of the release's code ran, but the two that check its /ready at
     # its own head: the API's, the models' and the fuzzer's.
     assert f"Compatible: the {code_test_count(service) - 2} tests" in added.stdout
     assert git(service, "worktree", "list").count("\n") == 1
+
+    # A test path that names nothing is no pass.
+    mistyped = check_compat(service, postgres_server_url, "main", "tests/test_modles.py")
+    assert mistyped.returncode == 1, mistyped.stdout + mistyped.stderr
+    assert "none of these tests of main ran: tests/test_modles.py" in mistyped.stderr
 
 
 def test_a_v0_8_0_release_whose_own_test_fails_is_named_broken(

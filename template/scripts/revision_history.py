@@ -155,7 +155,7 @@ def default_base() -> str:
         return tag.stdout.strip()
     raise HistoryError(
         "no upstream main branch (origin/main) and no tag to compare with: "
-        "name the branch, tag or commit, e.g. `make rehearse base=main`"
+        "name the branch, tag or commit to compare with: base=main, say"
     )
 
 
