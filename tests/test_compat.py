@@ -22,46 +22,29 @@ from copier import run_copy, run_update
 from sqlalchemy import URL
 
 from tests.git_repository import commit_all, git, init_repository, replace_once
-from tests.rendering import SHIPPED_HEAD, TEMPLATE_ROOT, release_commit, render_service
+from tests.rendering import TEMPLATE_ROOT, release_commit, render_service
+from tests.revision_files import Revision
 
 pytestmark = pytest.mark.reliability
 MODEL_TESTS = "tests/test_models.py"
-REVISION = f'''"""{{message}}"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "{{revision}}"
-down_revision = "{SHIPPED_HEAD}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    {{upgrade}}
-
-
-def downgrade() -> None:
-    {{downgrade}}
-'''
-DROP_LOCATION = {
-    "message": "Drop hotels.location",
-    "revision": "d1d1d1d1d1d1",
-    "upgrade": 'op.drop_column("hotels", "location")',
-    "downgrade": 'op.add_column("hotels", sa.Column("location", sa.Text()))',
-}
-RENAME_TITLE = {
-    "message": "Rename hotels.title to name",
-    "revision": "e2e2e2e2e2e2",
-    "upgrade": 'op.alter_column("hotels", "title", new_column_name="name")',
-    "downgrade": 'op.alter_column("hotels", "name", new_column_name="title")',
-}
-ADD_STARS = {
-    "message": "Add hotels.stars",
-    "revision": "f3f3f3f3f3f3",
-    "upgrade": 'op.add_column("hotels", sa.Column("stars", sa.Integer()))',
-    "downgrade": 'op.drop_column("hotels", "stars")',
-}
+DROP_LOCATION = Revision(
+    "d1d1d1d1d1d1",
+    "Drop hotels.location",
+    ['op.drop_column("hotels", "location")'],
+    ['op.add_column("hotels", sa.Column("location", sa.Text()))'],
+)
+RENAME_TITLE = Revision(
+    "e2e2e2e2e2e2",
+    "Rename hotels.title to name",
+    ['op.alter_column("hotels", "title", new_column_name="name")'],
+    ['op.alter_column("hotels", "name", new_column_name="title")'],
+)
+ADD_STARS = Revision(
+    "f3f3f3f3f3f3",
+    "Add hotels.stars",
+    ['op.add_column("hotels", sa.Column("stars", sa.Integer()))'],
+    ['op.drop_column("hotels", "stars")'],
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +54,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield project
 
 
-def branch_with(project: Path, name: str, revision: dict[str, str], base: str = "main") -> None:
+def branch_with(project: Path, name: str, revision: Revision, base: str = "main") -> None:
     git(project, "checkout", "-q", "-B", name, base)
-    (versions,) = project.rglob("versions")
-    path = versions / f"{revision['revision']}_{name}.py"
-    path.write_text(REVISION.format(**revision))
-    commit_all(project, revision["message"])
+    revision.write(project, name)
+    commit_all(project, revision.message)
 
 
 def check_compat(
@@ -192,7 +173,7 @@ def lint_newest(project: Path) -> subprocess.CompletedProcess[str]:
 
 def test_a_contract_step_is_declared_in_its_revision_with_a_reason(service: Path) -> None:
     branch_with(service, "contract-location", DROP_LOCATION)
-    (revision,) = service.rglob(f"versions/{DROP_LOCATION['revision']}_*.py")
+    (revision,) = service.rglob(f"versions/{DROP_LOCATION.revision}_*.py")
 
     refused = lint_newest(service)
     assert refused.returncode == 1, refused.stdout + refused.stderr
