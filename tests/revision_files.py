@@ -38,12 +38,13 @@ class Revision:
     contract_step: dict[str, str] | None = None
 
     def source(self) -> str:
+        imports = "".join(f"{line}\n" for line in self.imports)
         contract_step = f"contract_step = {self.contract_step!r}\n" if self.contract_step else ""
         return REVISION.format(
             message=self.message,
             revision=self.revision,
             down_revision=self.down_revision,
-            imports="".join(f"{line}\n" for line in self.imports),
+            imports=f"\n{imports}" if imports else "",
             contract_step=contract_step,
             upgrade="\n    ".join(self.upgrade),
             downgrade="\n    ".join(self.downgrade),

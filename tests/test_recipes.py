@@ -65,7 +65,7 @@ def drop_check(name: str, table: str, column: str) -> str:
 def retired(table: str, column: str) -> tuple[str, str, str]:
     """The edit of a model that declares `column` retired."""
     table_name = f'    __tablename__ = "{table}"\n'
-    info = f'    __table_args__ = {{"info": {{"retired_columns": ("{column}",)}}}}\n'
+    info = f'    __table_args__ = ({{"info": {{"retired_columns": ("{column}",)}}}},)\n'
     return (HOTELS if table == "hotels" else ROOMS, table_name, table_name + info)
 
 
@@ -183,7 +183,7 @@ SWITCH_CODE = [
     (ROOMS, "Mapped[Decimal | None]", "Mapped[Decimal]"),
     (ROOMS, "    capacity: Mapped[int | None]\n", "    capacity: Mapped[int]\n"),
     (ROOMS, PRICE_WRITES_AMOUNT, AMOUNT_WRITES_PRICE),
-    (MODEL_TESTS, "from collections", "from decimal import Decimal\nfrom collections"),
+    (MODEL_TESTS, "AsyncIterator\n", "AsyncIterator\nfrom decimal import Decimal\n"),
     (MODEL_TESTS, 'Hotel(title="Sea View")', 'Hotel(name="Sea View")'),
     (MODEL_TESTS, "price=5000,", 'price_amount=Decimal("5000.00"),'),
     (MODEL_TESTS, "(room.title, room.price)", "(room.title, room.price_amount)"),
@@ -200,6 +200,8 @@ RETIRE = [
     ),
 ]
 RETIRE_CODE = [
+    (HOTELS, "relationship, validates\n", "relationship\n"),
+    (ROOMS, "relationship, validates\n", "relationship\n"),
     retired("hotels", "title"),
     (HOTELS, "    title: Mapped[str]\n", ""),
     (HOTELS, f"\n{NAME_WRITES_TITLE}", ""),
@@ -266,6 +268,9 @@ def test_the_recipes_walk_through_their_releases(
         commit_all(project, branch)
 
         passes(project, postgres_server_url, "check-history")
+        ruff = [sys.executable, "-m", "ruff", "check", "."]
+        linted_code = subprocess.run(ruff, cwd=project, capture_output=True, text=True)
+        assert linted_code.returncode == 0, f"{branch}:\n{linted_code.stdout}"
         linted = passes(project, postgres_server_url, "lint-migrations")
         for revision in revisions:
             for rule in revision.contract_step or {}:
