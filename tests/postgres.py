@@ -114,3 +114,14 @@ def schema_snapshot(url: URL) -> dict[str, list[object]]:
             rows = connection.execute(text("SELECT * FROM users ORDER BY id"))
             snapshot["users"] = [tuple(row) for row in rows]
         return snapshot
+
+
+def log_rows(url: URL) -> list[tuple[str, str, str, str | None]]:
+    """(revision, direction, checksum, reason), oldest first."""
+    with connect(url) as connection:
+        rows = connection.execute(
+            text(
+                "SELECT revision, direction, checksum, reason FROM alembic_version_log ORDER BY id"
+            )
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]

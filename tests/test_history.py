@@ -18,7 +18,7 @@ from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
 from tests.git_repository import commit_all, git, init_repository
-from tests.postgres import connect, create_database, drop_database
+from tests.postgres import connect, create_database, drop_database, log_rows
 from tests.rendering import SHIPPED_HEAD, render_service
 from tests.service_suite import run_service_tests, service_test_count
 
@@ -252,6 +252,21 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
     squash_point = re.search(r'^revision: str = "(\w+)"', bookings_file.read_text(), re.M)[1]
     init_repository(project)
 
+    # A data step in the range is refused, naming it; no file changes.
+    source = bookings_file.read_text()
+    bookings_file.write_text(
+        source.replace("    # ### end Alembic", DATA_STEP + "    # ### end Alembic", 1)
+    )
+    refused = history_tool(project, alembic, "squash", squash_point)
+    assert refused.returncode == 1
+    assert f"{bookings_file.name}: UPDATE hotels SET title = upper(title)" in refused.stderr
+    assert git(project, "status", "--porcelain") == f" M {bookings_file.relative_to(project)}\n"
+    # A backfill is left out, and said so.
+    bookings_file.write_text(
+        source.replace("    # ### end Alembic", BACKFILL_STEP + "    # ### end Alembic", 1)
+    )
+    commit_all(project, "Backfill hotels with the bookings")
+
     older, at_point, through_history = (
         create_database(postgres_server_url, f"{database_url.database}_{suffix}")
         for suffix in ("older", "at_point", "history")
@@ -261,20 +276,6 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         Alembic(project, at_point).batch(f"upgrade {squash_point}")
         Alembic(project, through_history).batch("upgrade head")
         expected_schema = schema_dump(through_history)
-
-        # A data step in the range is refused, naming it; no file changes.
-        source = bookings_file.read_text()
-        bookings_file.write_text(
-            source.replace("    # ### end Alembic", DATA_STEP + "    # ### end Alembic", 1)
-        )
-        refused = history_tool(project, alembic, "squash", squash_point)
-        assert refused.returncode == 1
-        assert f"{bookings_file.name}: UPDATE hotels SET title = upper(title)" in refused.stderr
-        assert git(project, "status", "--porcelain") == f" M {bookings_file.relative_to(project)}\n"
-        # A backfill is left out, and said so.
-        bookings_file.write_text(
-            source.replace("    # ### end Alembic", BACKFILL_STEP + "    # ### end Alembic", 1)
-        )
 
         squashed = history_tool(project, alembic, "squash", squash_point[:8])
         assert squashed.returncode == 0, squashed.stdout + squashed.stderr
@@ -296,6 +297,15 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         # A database at the squash point upgrades on; an older one is refused, unchanged.
         Alembic(project, at_point).batch("upgrade head")
         assert version_of(at_point) == version_of(through_history)
+        # Its revision log records the baseline in place of the revision it ran
+        # under that id, and keeps the rows of the revisions it replaced.
+        logged = [row[:2] for row in log_rows(at_point)]
+        assert logged[-3] == (squash_point, "squash")
+        assert [direction for _, direction in logged[-2:]] == ["upgrade", "upgrade"]
+        assert (SHIPPED_HEAD, "upgrade") in logged
+        # The squash is the one change of released revisions that CI lets through.
+        released = history_tool(project, alembic, "check-released", "--base", "main")
+        assert released.returncode == 0, released.stderr
         older_schema = schema_dump(older)
         refusal = Alembic(project, older).run("upgrade", "head")
         assert refusal.returncode != 0

@@ -21,7 +21,7 @@ from tests.lock_traffic import (
     key_reads,
     lock_waits_logged,
 )
-from tests.postgres import connect, execute, schema_snapshot
+from tests.postgres import connect, execute, log_rows, schema_snapshot
 from tests.rendering import SHIPPED_HEAD, render_service
 
 pytestmark = pytest.mark.reliability
@@ -88,6 +88,8 @@ def test_revision_behind_a_reader_completes_after_it_and_traffic_never_stalls(
     assert "ALTER TABLE users ADD COLUMN nickname" in log
     assert "Completed after " in log
     assert alembic("current").startswith("6b1f6b1f6b1f (head)")
+    # The revision log holds the attempt that committed, once.
+    assert [row[:2] for row in log_rows(database_url)].count(("6b1f6b1f6b1f", "upgrade")) == 1
     assert len(waits) > 50
     # One attempt holds reads back for at most lock_timeout (500 ms).
     assert max(waits) < 1.5, f"worst read: {max(waits):.2f} s"
@@ -140,6 +142,8 @@ def test_interrupted_concurrent_index_build_is_not_taken_for_done(
         assert f"pid {writer_pid}" in log and "application 'bulk import'" in log
         assert "the failing revision ran in an autocommit block stays" in log
         assert index_validity(database_url) == {"ix_hotels_title": False}
+        # What the autocommit block committed is no applied step: no row.
+        assert "5a0e5a0e5a0e" not in {row[0] for row in log_rows(database_url)}
 
         # With retries, the next run drops it, and builds it once the writer is gone.
         run = AlembicProcess(project, alembic.env, "upgrade", "head")
@@ -150,6 +154,8 @@ def test_interrupted_concurrent_index_build_is_not_taken_for_done(
     assert "Dropped ix_hotels_title, left INVALID by a failed build." in log
     assert index_validity(database_url) == {"ix_hotels_title": True}
     assert alembic("current").startswith("5a0e5a0e5a0e (head)")
+    assert [row[:2] for row in log_rows(database_url)][-1] == ("5a0e5a0e5a0e", "upgrade")
+    assert [row[0] for row in log_rows(database_url)].count("5a0e5a0e5a0e") == 1
 
 
 def index_validity(url: URL) -> dict[str, bool]:

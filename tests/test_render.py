@@ -147,7 +147,8 @@ def fetch(branch: str) -> str:
 
 # What CI runs, in order: migrations, drift, `make lint` (the migration lint
 # among them), the tests, the rehearsal against the default branch, which it
-# fetches first, and the default branch's tests on the branch's schema.
+# fetches first, the default branch's tests on the branch's schema, and the check
+# that the branch leaves the default branch's revisions as they are.
 CI_STEPS = {
     "github": [
         None,
@@ -159,6 +160,7 @@ CI_STEPS = {
         "uv run pytest",
         f'{fetch("$DEFAULT_BRANCH")}\nmake rehearse base="origin/$DEFAULT_BRANCH"\n',
         'make check-compat base="origin/$DEFAULT_BRANCH"',
+        'make check-released base="origin/$DEFAULT_BRANCH"',
     ],
     "gitlab": [
         "uv sync",
@@ -169,6 +171,7 @@ CI_STEPS = {
         fetch("$CI_DEFAULT_BRANCH"),
         'make rehearse base="origin/$CI_DEFAULT_BRANCH"',
         'make check-compat base="origin/$CI_DEFAULT_BRANCH"',
+        'make check-released base="origin/$CI_DEFAULT_BRANCH"',
     ],
     "none": [],
 }

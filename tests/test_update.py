@@ -18,6 +18,7 @@ from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
 from tests.git_repository import commit_all, git, replace_once
+from tests.postgres import log_rows
 from tests.rendering import (
     TEMPLATE_ROOT,
     add_bookings_model,
@@ -30,6 +31,7 @@ from tests.service_suite import run_service_tests
 EXAMPLE_REVISIONS = 4
 # A line that `copier update` added to start an inline conflict.
 CONFLICT_MARKER = re.compile(r"^\+<<<<<<< ", re.MULTILINE)
+REVISION_ID = re.compile(r"^revision(?:: str)? = [\"'](\w+)", re.MULTILINE)
 
 
 @pytest.fixture
@@ -85,6 +87,11 @@ def revision_files(service: Path) -> dict[str, bytes]:
 
 def model_files(service: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in service.glob("src/models/*.py")}
+
+
+def revision_ids(service: Path) -> list[str]:
+    revisions = "".join(path.read_text() for path in service.rglob("versions/*.py"))
+    return REVISION_ID.findall(revisions)
 
 
 def bookings_revision(service: Path) -> str:
@@ -378,10 +385,16 @@ def test_service_from_a_release_updates_to_head(
     assert not CONFLICT_MARKER.search(git(service, "diff", "HEAD"))
     check = alembic.batch("upgrade head", "check")[1]
     assert "No new upgrade operations detected" in check
+    (team_head,) = REVISION_ID.findall(bookings_revision(service))
+    # The revision log adopts what the release applied, at the first run of this
+    # template's code, then logs the team's revision as it runs.
+    logged = [row[:2] for row in log_rows(database_url)]
+    released = set(revision_ids(service)) - {team_head}
+    assert {revision for revision, _ in logged[:-1]} == released
+    assert logged == [*((revision, "adopt") for revision, _ in logged[:-1]), (team_head, "upgrade")]
     # The head record names the service's own head, which only the service
     # knows: an update never writes it. Services rendered before it existed get
     # it from their first check, which asks for a commit.
-    (team_head,) = re.findall(r"^revision(?:: str)? = [\"'](\w+)", bookings_revision(service), re.M)
     record = service / "src" / "migrations" / "head_revision.txt"
     history_check = [sys.executable, "-m", "scripts", "check-history"]
     if not had_record:

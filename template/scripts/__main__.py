@@ -20,6 +20,9 @@ COMMANDS = {
     "squash": "scripts.squash_history",
     "rehearse": "scripts.rehearsal",
     "check-compat": "scripts.check_compat",
+    "check-released": "scripts.check_released",
+    "revision-log": "scripts.show_revision_log",
+    "accept-revision": "scripts.accept_revision",
     "template-source": "scripts.template_source",
 }
 

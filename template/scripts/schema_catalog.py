@@ -23,7 +23,7 @@ COLUMN_POSITION = re.compile(r"^(column \S+) #\d+ ")
 # pg_class rows that migrations own: everything but the version table.
 OWN_RELATIONS = f"""
     SELECT oid FROM pg_class
-    WHERE relnamespace IN ({USER_SCHEMAS}) AND relname <> 'alembic_version'
+    WHERE relnamespace IN ({USER_SCHEMAS}) AND relname !~ '^alembic_version'
 """
 FIRST_USER_OID = 16384
 

@@ -26,7 +26,7 @@ TABLES_SQL = f"""
 SELECT c.oid, c.oid::regclass::text
 FROM pg_class c
 WHERE c.relnamespace IN ({USER_SCHEMAS}) AND c.relkind IN ('r', 'p')
-    AND NOT c.relispartition AND c.relname <> 'alembic_version'
+    AND NOT c.relispartition AND c.relname !~ '^alembic_version'
 ORDER BY 2
 """
 COLUMNS_SQL = """
