@@ -12,8 +12,10 @@ and copied into the release's.
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.run import (
@@ -21,7 +23,6 @@ from benchmarks.run import (
     ROOT,
     as_env,
     bench_database,
-    median_seconds,
     render,
     run,
 )
@@ -49,19 +50,35 @@ def render_release(destination: Path) -> Path:
     return destination
 
 
-def timings(project: Path, env: dict[str, str], runs: int) -> dict[str, float]:
-    """The three figures of one project, its database at the head to start with."""
-    run([*ALEMBIC, "upgrade", "head"], project, env)
-    downgrade = lambda: run([*ALEMBIC, "downgrade", "base"], project, env)  # noqa: E731
-    return {
-        "`alembic current`": median_seconds([*ALEMBIC, "current"], project, runs, env),
-        "`alembic upgrade head`, at the head": median_seconds(
-            [*ALEMBIC, "upgrade", "head"], project, runs, env
-        ),
-        "`alembic upgrade head`, from base": median_seconds(
-            [*ALEMBIC, "upgrade", "head"], project, runs, env, before=downgrade
-        ),
-    }
+FIGURES = (
+    ("`alembic current`", ["current"], None),
+    ("`alembic upgrade head`, at the head", ["upgrade", "head"], None),
+    ("`alembic upgrade head`, from base", ["upgrade", "head"], ["downgrade", "base"]),
+)
+
+
+def paired_medians(
+    projects: list[tuple[Path, dict[str, str]]], runs: int
+) -> dict[str, list[float]]:
+    """Each figure's median per project, the projects timed in turn within each run:
+    this machine drifts by 10-20 % within minutes, and both sides drift alike."""
+    for project, env in projects:
+        run([*ALEMBIC, "upgrade", "head"], project, env)
+    medians = {}
+    for figure, arguments, before in FIGURES:
+        timings: list[list[float]] = [[] for _ in projects]
+        for _ in range(runs):
+            for (project, env), seconds in zip(projects, timings, strict=True):
+                if before:
+                    run([*ALEMBIC, *before], project, env)
+                started = time.perf_counter()
+                run([*ALEMBIC, *arguments], project, env)
+                seconds.append(time.perf_counter() - started)
+        medians[figure] = [statistics.median(seconds) for seconds in timings]
+        if before:
+            for project, env in projects:
+                run([*ALEMBIC, "upgrade", "head"], project, env)
+    return medians
 
 
 def main() -> None:
@@ -85,9 +102,9 @@ def main() -> None:
                 project: as_env(DATABASE_URL=databases[key].render_as_string(False))
                 for key, project in (("with_log", with_log), ("without", without))
             }
-            ours = timings(with_log, envs[with_log], arguments.runs)
-            theirs = timings(without, envs[without], arguments.runs)
-            rows += [(f"{figure} (4 revisions)", ours[figure], theirs[figure]) for figure in ours]
+            pair = [(with_log, envs[with_log]), (without, envs[without])]
+            medians = paired_medians(pair, arguments.runs)
+            rows += [(f"{figure} (4 revisions)", *seconds) for figure, seconds in medians.items()]
 
             # The longer history: grown once, then the same files in both projects.
             grown_env = as_env(
@@ -109,11 +126,10 @@ def main() -> None:
                 shutil.copytree(source, target)
             run([*ALEMBIC, "downgrade", "base"], with_log, envs[with_log])
             run([*ALEMBIC, "downgrade", "base"], without, envs[without])
-            ours = timings(with_log, envs[with_log], arguments.runs)
-            theirs = timings(without, envs[without], arguments.runs)
+            medians = paired_medians(pair, arguments.runs)
             size = arguments.history
             rows += [
-                (f"{figure} ({size} revisions)", ours[figure], theirs[figure]) for figure in ours
+                (f"{figure} ({size} revisions)", *seconds) for figure, seconds in medians.items()
             ]
         finally:
             for database in databases.values():

@@ -16,6 +16,7 @@ import ast
 import hashlib
 import time
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ LOG_TABLE = "alembic_version_log"
 APPLIED = ("upgrade", "adopt", "accept", "squash", "stamp")
 # Lint declarations, not what the revision does.
 NOT_WHAT_IT_DOES = {"contract_step", "squashed_checksum"}
+LAYOUT_FIELDS = {"ctx", "kind", "type_comment"}
 
 revision_log = Table(
     LOG_TABLE,
@@ -89,7 +91,33 @@ def checksum(source: str) -> str:
         if _is_docstring(first):
             body[:] = body[1:] or [ast.Pass()]
     tree.body = [s for s in tree.body if not _assigns(s, NOT_WHAT_IT_DOES)]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+    parts: list[str] = []
+    _write_canonical(tree, parts)
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
+
+
+def _write_canonical(node: object, parts: list[str]) -> None:
+    """The tree as text that stays the same across Python versions: no
+    fields that are empty (3.12 added `type_params=[]`) or that say nothing
+    about what the code does (Load/Store, string prefixes, type comments).
+    `ast.dump` changed its output in 3.13."""
+    if isinstance(node, ast.AST):
+        parts += (type(node).__name__, "(")
+        for name, value in ast.iter_fields(node):
+            if name in LAYOUT_FIELDS or value is None or value == []:
+                continue
+            parts += (name, "=")
+            _write_canonical(value, parts)
+            parts.append(",")
+        parts.append(")")
+    elif isinstance(node, list):
+        parts.append("[")
+        for item in node:
+            _write_canonical(item, parts)
+            parts.append(",")
+        parts.append("]")
+    else:
+        parts.append(repr(node))
 
 
 def _is_docstring(statement: ast.stmt) -> bool:
@@ -108,7 +136,14 @@ def _assigns(statement: ast.stmt, names: set[str]) -> bool:
 
 def revision_checksum(revision: Script) -> str:
     assert revision.path is not None
-    return checksum(Path(revision.path).read_text(encoding="utf-8"))
+    return _file_checksum(revision.path)
+
+
+@cache
+def _file_checksum(path: str) -> str:
+    # Once per file and process: a run checks each applied revision, then
+    # logs each step; a test suite migrates up and down many times.
+    return checksum(Path(path).read_text(encoding="utf-8"))
 
 
 def applied_revisions(
@@ -136,22 +171,44 @@ def has_log(connection: Connection) -> bool:
     return inspect(connection).has_table(LOG_TABLE)
 
 
-def edited_revisions(
+def check_applied_revisions(
     script: ScriptDirectory,
     connection: Connection,
     heads: Iterable[str],
-) -> list[tuple[Script, str, str]]:
-    """Applied revisions whose file no longer does what the log recorded:
-    (revision, recorded checksum, current checksum). A squash baseline that
-    the database ran as the revision it replaced is not one of them."""
-    recorded = logged_checksums(connection)
-    edited = []
+) -> None:
+    """Before a run: refuse it, changing nothing, if a revision the database
+    has applied was edited since it ran there. Otherwise create the log if
+    it is missing, and record what it lacks of the applied revisions:
+    `adopt` for one it has no row of (a database migrated before the log
+    existed, or stamped), `squash` for a baseline that the database ran as
+    the revision it replaced. Earlier rows stay."""
+    recorded = logged_checksums(connection) if has_log(connection) else None
+    edited, rows = [], []
     for revision in applied_revisions(script, heads):
-        logged = recorded.get(revision.revision)
         now = revision_checksum(revision)
-        if logged not in (None, now, squashed_checksum(revision)):
+        logged = (recorded or {}).get(revision.revision)
+        if logged == now:
+            continue
+        if logged is None:
+            direction = "adopt"
+        elif logged == squashed_checksum(revision):
+            direction = "squash"
+        else:
             edited.append((revision, logged, now))
-    return edited
+            continue
+        rows.append(
+            {
+                "revision": revision.revision,
+                "direction": direction,
+                "checksum": now,
+            },
+        )
+    if edited:
+        raise CommandError(_refusal(edited))
+    if recorded is None:
+        revision_log.create(connection)
+    if rows:
+        connection.execute(revision_log.insert(), rows)
 
 
 def squashed_checksum(revision: Script) -> str | None:
@@ -160,24 +217,14 @@ def squashed_checksum(revision: Script) -> str | None:
     return getattr(revision.module, "squashed_checksum", None)
 
 
-def refuse_edited_revisions(
-    script: ScriptDirectory,
-    connection: Connection,
-    heads: Iterable[str],
-) -> None:
-    """A run on a database whose applied revisions were edited is refused."""
-    if not has_log(connection):
-        return
-    edited = edited_revisions(script, connection, heads)
-    if not edited:
-        return
+def _refusal(edited: list[tuple[Script, str, str]]) -> str:
     lines = []
     for revision, logged, now in edited:
         sums = f"recorded {logged[:12]}, the file now {now[:12]}"
         lines.append(f"  {revision.revision} ({_shown(revision)}): {sums}")
     listed = "\n".join(lines)
     first = edited[0][0].revision
-    raise CommandError(
+    return (
         "Refused: the database is unchanged. These revisions were applied "
         f"here, and their files have been edited since ({LOG_TABLE} "
         f"holds the checksum of what each did when it ran):\n{listed}\n"
@@ -195,38 +242,6 @@ def _shown(revision: Script) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def record_unlogged_revisions(
-    script: ScriptDirectory,
-    connection: Connection,
-    heads: Iterable[str],
-) -> None:
-    """Create the log if it is missing, and record what it lacks of the
-    applied revisions: `adopt` for one it has no row of (a database migrated
-    before the log existed, or stamped), `squash` for a baseline that the
-    database ran as the revision it replaced. Earlier rows stay."""
-    revision_log.create(connection, checkfirst=True)
-    recorded = logged_checksums(connection)
-    rows = []
-    for revision in applied_revisions(script, heads):
-        logged = recorded.get(revision.revision)
-        now = revision_checksum(revision)
-        if logged is None:
-            direction = "adopt"
-        elif logged != now and logged == squashed_checksum(revision):
-            direction = "squash"
-        else:
-            continue
-        rows.append(
-            {
-                "revision": revision.revision,
-                "direction": direction,
-                "checksum": now,
-            }
-        )
-    if rows:
-        connection.execute(revision_log.insert(), rows)
 
 
 class StepRecorder:
