@@ -114,6 +114,13 @@ def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
     assert accept_row[::3] == (HOTELS_REVISION, reason) and accept_row[1] == "accept"
     assert upgrade_row[:2] == (SHIPPED_HEAD, "upgrade")
 
+    # A revision whose file does what the log recorded has no edit to accept.
+    unedited = scripts_command(
+        project, database_url, "accept-revision", SHIPPED[1], "--reason", reason
+    )
+    assert unedited.returncode == 1
+    assert f"{SHIPPED[1]} is as the revision log has it: no edit" in unedited.stderr
+
     shown = scripts_command(project, database_url, "revision-log")
     assert shown.returncode == 0, shown.stderr
     assert re.search(rf"{HOTELS_REVISION}\s+accept\s+.*{reason}", shown.stdout)

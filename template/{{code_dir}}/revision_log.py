@@ -8,7 +8,8 @@ written in the step's own transaction, so a step rolled back leaves none.
 Before each run, the revisions the database has applied are checked against
 the log: one whose file now does something else was edited after it ran
 here, and the run is refused, unchanged. A database migrated before the log
-existed has its applied revisions recorded at its first run, as `adopt`.
+existed has its applied revisions recorded at its first run, as `adopt`;
+one that ran the revisions a squash replaced, its baseline, as `squash`.
 `accept` records a deliberate edit (`python -m scripts accept-revision`).
 """
 
@@ -43,9 +44,12 @@ LOG_TABLE = "alembic_version_log"
 # Which rows say what an applied revision's file held when it last ran or
 # was accepted; a downgrade's row says the revision is no longer applied.
 APPLIED = ("upgrade", "adopt", "accept", "squash", "stamp")
-# Lint declarations, not what the revision does.
+# What a revision says about itself, not what it does: the lint's contract
+# steps, and what a squash baseline replaced.
 NOT_WHAT_IT_DOES = {"contract_step", "squashed_checksum"}
-LAYOUT_FIELDS = {"ctx", "kind", "type_comment"}
+# Syntax tree fields that say nothing about what the code does: Load/Store,
+# a string's `u` prefix, type comments.
+IGNORED_FIELDS = {"ctx", "kind", "type_comment"}
 
 revision_log = Table(
     LOG_TABLE,
@@ -104,7 +108,7 @@ def _write_canonical(node: object, parts: list[str]) -> None:
     if isinstance(node, ast.AST):
         parts += (type(node).__name__, "(")
         for name, value in ast.iter_fields(node):
-            if name in LAYOUT_FIELDS or value is None or value == []:
+            if name in IGNORED_FIELDS or value is None or value == []:
                 continue
             parts += (name, "=")
             _write_canonical(value, parts)
@@ -164,7 +168,7 @@ def logged_checksums(connection: Connection) -> dict[str, str]:
     applied = log.direction.in_(APPLIED)
     query = select(log.revision, log.checksum).where(applied).order_by(log.id)
     # Later rows replace earlier ones: the last one recorded counts.
-    return dict(connection.execute(query).tuples().all())
+    return {revision: sum_ for revision, sum_ in connection.execute(query)}
 
 
 def has_log(connection: Connection) -> bool:
@@ -226,12 +230,12 @@ def _refusal(edited: list[tuple[Script, str, str]]) -> str:
     first = edited[0][0].revision
     return (
         "Refused: the database is unchanged. These revisions were applied "
-        f"here, and their files have been edited since ({LOG_TABLE} "
-        f"holds the checksum of what each did when it ran):\n{listed}\n"
-        "Restore each file as it was (`git log -p -- <file>` shows the "
-        "change). Or, if the change is deliberate and every database that "
-        "ran it was fixed by hand, record it: make accept-revision "
-        f'rev={first} reason="..."'
+        "here, and their files no longer do what ran here "
+        f"({LOG_TABLE} holds the checksum of what each did when it ran, or "
+        f"when an edit was accepted):\n{listed}\nPut each file back as it "
+        "was (`git diff`, `git log -p -- <file>` show the change). Or, if "
+        "the change is deliberate and this database was fixed by hand to "
+        f'match, record it: make accept-revision rev={first} reason="..."'
     )
 
 
@@ -285,24 +289,32 @@ def accept_revision(
     revision_id: str,
     reason: str,
 ) -> str:
-    """Record the current checksum of an applied, edited revision."""
+    """Record the current checksum of an applied revision whose file no
+    longer does what the log recorded, with the reason."""
+    if not reason.strip():
+        raise CommandError('say why the edit is safe: reason="..."')
     revision = script.get_revision(revision_id)
     if revision is None:
         raise CommandError(f"no revision {revision_id} in this history")
-    if not reason.strip():
-        raise CommandError('say why the edit is safe: reason="..."')
-    heads = MigrationContext.configure(connection).get_current_heads()
-    applied = {r.revision for r in applied_revisions(script, heads)}
     name = revision.revision
-    if name not in applied:
+    heads = MigrationContext.configure(connection).get_current_heads()
+    if name not in {r.revision for r in applied_revisions(script, heads)}:
         raise CommandError(f"{name} is not applied to this database")
-    revision_log.create(connection, checkfirst=True)
+    recorded = logged_checksums(connection) if has_log(connection) else {}
+    logged, now = recorded.get(name), revision_checksum(revision)
+    if logged is None:
+        raise CommandError(
+            f"the revision log has no row of {name} yet: the next `alembic "
+            "upgrade` records it as its file is now; nothing to accept"
+        )
+    if logged == now:
+        raise CommandError(f"{name} is as the revision log has it: no edit")
     connection.execute(
         revision_log.insert().values(
-            revision=revision.revision,
+            revision=name,
             direction="accept",
-            checksum=revision_checksum(revision),
+            checksum=now,
             reason=reason.strip(),
         )
     )
-    return revision.revision
+    return name
