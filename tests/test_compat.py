@@ -193,3 +193,10 @@ def test_a_contract_step_is_declared_in_its_revision_with_a_reason(service: Path
     unexplained = lint_newest(service)
     assert unexplained.returncode == 1
     assert "contract-step-without-reason" in unexplained.stdout
+
+    # A set of rules, with no reasons, is no declaration either.
+    replace_once(revision, '{"ban-drop-column": " "}', '{"ban-drop-column"}')
+    undeclared = lint_newest(service)
+    assert undeclared.returncode == 1
+    assert "contract_step is not a dict of each rule and its reason" in undeclared.stdout
+    assert ": ban-drop-column: " in undeclared.stdout
