@@ -1,6 +1,7 @@
 """A rendered service's own test suite, run and judged by exit code and the counts of
 its --junit-xml report."""
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,21 @@ SERVICE_PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"
 # layer has neither schemathesis nor hypothesis installed, and loading them would add
 # 1.7 s to each of its runs.
 WEB_LAYER_PLUGINS_OFF = ["-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio"]
+
+
+def service_command(
+    project: Path, *command: str, timeout: float = 300, **variables: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m scripts <command>` in a rendered service, with `variables` on top of
+    this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "scripts", *command],
+        cwd=project,
+        env={**os.environ, **variables},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def service_pytest(project: Path) -> list[str]:

@@ -11,7 +11,6 @@ of the release's code, as CI does. A contract step passes the migration lint onl
 when its revision declares it, rule by rule, with a reason.
 """
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from sqlalchemy import URL
 from tests.git_repository import commit_all, git, init_repository, replace_once
 from tests.rendering import TEMPLATE_ROOT, release_commit, render_service
 from tests.revision_files import Revision
+from tests.service_suite import service_command
 
 pytestmark = pytest.mark.reliability
 MODEL_TESTS = "tests/test_models.py"
@@ -63,17 +63,9 @@ def branch_with(project: Path, name: str, revision: Revision, base: str = "main"
 def check_compat(
     project: Path, server_url: URL, base: str, *tests: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "TEST_DATABASE_URL": server_url.render_as_string(hide_password=False),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "scripts", "check-compat", "--base", base, *tests],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    test_database = server_url.render_as_string(hide_password=False)
+    return service_command(
+        project, "check-compat", "--base", base, *tests, TEST_DATABASE_URL=test_database
     )
 
 
@@ -162,13 +154,7 @@ def test_a_v0_8_0_release_whose_own_test_fails_is_named_broken(
 
 
 def lint_newest(project: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scripts", "lint-migrations", "--head"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return service_command(project, "lint-migrations", "--head", timeout=120)
 
 
 def test_a_contract_step_is_declared_in_its_revision_with_a_reason(service: Path) -> None:

@@ -18,7 +18,6 @@ declared), `alembic check`, and `make check-compat` against the release before i
 stairway of the service's own migration tests walks the whole history at the end.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from tests.alembic_cli import Alembic
 from tests.git_repository import commit_all, git, init_repository, replace_once
 from tests.rendering import render_service
 from tests.revision_files import Revision
-from tests.service_suite import run_service_tests
+from tests.service_suite import run_service_tests, service_command
 
 pytestmark = pytest.mark.reliability
 HOTELS = "src/models/hotels.py"
@@ -235,18 +234,8 @@ RELEASES = [
 
 
 def passes(project: Path, server_url: URL, *command: str) -> str:
-    env = {
-        **os.environ,
-        "TEST_DATABASE_URL": server_url.render_as_string(hide_password=False),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "scripts", *command],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    test_database = server_url.render_as_string(hide_password=False)
+    result = service_command(project, *command, TEST_DATABASE_URL=test_database)
     assert result.returncode == 0, f"{command}:\n{result.stdout}{result.stderr}"
     return result.stdout
 

@@ -6,7 +6,6 @@ adoption of a database that an earlier release migrated is checked for every
 release by tests/test_update.py.
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from tests.alembic_cli import Alembic
 from tests.git_repository import init_repository
 from tests.postgres import connect, create_database, log_rows
 from tests.rendering import SHIPPED_HEAD, render_service
+from tests.service_suite import service_command
 
 pytestmark = pytest.mark.reliability
 SHIPPED = ["c3a1f9e2b7d4", "5e8d2a6b1f03", "9b4f7c1e0a62", SHIPPED_HEAD]
@@ -32,15 +32,8 @@ def database_version(url: URL) -> list[str]:
 
 
 def scripts_command(project: Path, url: URL, *command: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
-    return subprocess.run(
-        [sys.executable, "-m", "scripts", *command],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    database = url.render_as_string(hide_password=False)
+    return service_command(project, *command, timeout=120, DATABASE_URL=database)
 
 
 def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
