@@ -32,3 +32,11 @@ def init_repository(project: Path) -> None:
     git(project, "config", "user.email", "team@example.com")
     git(project, "config", "user.name", "Team")
     commit_all(project, "Render the service")
+
+
+def init_monorepo(project: Path, release: str = "v1") -> None:
+    """`project` as services/<name>/ of a larger repository, committed and tagged
+    `release`: the tools must read the history from the repository's root."""
+    assert project.parent.name == "services", project
+    init_repository(project.parent.parent)
+    git(project, "tag", release)

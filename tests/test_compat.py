@@ -1,6 +1,7 @@
 """`make check-compat`: the released code's own tests, on the schema of a branch.
 
-One fastapi service with the example models, in git, with `main` as the release.
+One fastapi service with the example models, in services/hotels/ of a git
+repository, with `main` (tagged v1) as the release.
 Each case is a branch with one revision after the shipped head: a dropped column
 and a renamed one break the release's models, which its tests say by name; a new
 nullable column does not. A release whose own tests fail is said to be broken, not
@@ -20,7 +21,13 @@ import pytest
 from copier import run_copy, run_update
 from sqlalchemy import URL
 
-from tests.git_repository import commit_all, git, init_repository, replace_once
+from tests.git_repository import (
+    commit_all,
+    git,
+    init_monorepo,
+    init_repository,
+    replace_once,
+)
 from tests.rendering import TEMPLATE_ROOT, release_commit, render_service
 from tests.revision_files import Revision
 from tests.service_suite import service_command
@@ -49,8 +56,9 @@ ADD_STARS = Revision(
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    project = render_service(tmp_path_factory.mktemp("compat") / "service", web_framework="fastapi")
-    init_repository(project)
+    monorepo = tmp_path_factory.mktemp("compat")
+    project = render_service(monorepo / "services" / "hotels", web_framework="fastapi")
+    init_monorepo(project)
     yield project
 
 
@@ -105,7 +113,7 @@ def test_a_drop_or_a_rename_breaks_the_release_and_a_new_column_does_not(
     assert "tests/test_models.py::test_hotel_with_rooms_round_trip" in renamed.stderr
 
     branch_with(service, "add-stars", ADD_STARS)
-    added = check_compat(service, postgres_server_url, "main")
+    added = check_compat(service, postgres_server_url, "v1")
     assert added.returncode == 0, added.stdout + added.stderr
     assert "Compatible: the " in added.stdout and "(revision f3f3f3f3f3f3)" in added.stdout
     # Every test of the release's code ran, but the two that check its /ready at

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
-from tests.git_repository import commit_all, git, init_repository
+from tests.git_repository import commit_all, git, init_monorepo
 from tests.postgres import connect
 from tests.rehearsal_revisions import (
     BATCHED_BACKFILL,
@@ -68,21 +68,33 @@ def waited_ms(section: str) -> int:
 def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     tmp_path: Path, database_url: URL
 ) -> None:
-    project = render_service(tmp_path / "service")
-    init_repository(project)
+    # In services/hotels/ of a repository, its release tagged v1.
+    project = render_service(tmp_path / "services" / "hotels")
+    init_monorepo(project)
     git(project, "checkout", "--quiet", "-b", "feature")
     (versions,) = project.rglob("versions")
     for name, source in revision_files().items():
         (versions / name).write_text(source)
 
     unknown = rehearse(project, database_url, "--base", "no-such-branch")
-    result = rehearse(project, database_url, "--base", "main")
+    # A commit of the repository without the service: said as it is, not guessed.
+    empty_tree = git(project, "hash-object", "-t", "tree", "/dev/null").strip()
+    git(project, "tag", "before-service", git(project, "commit-tree", empty_tree, "-m", "x").strip())
+    predates = rehearse(project, database_url, "--base", "before-service")
+    result = rehearse(project, database_url, "--base", "v1")
 
     assert unknown.returncode == 1
     assert "no-such-branch is not a git commit, branch or tag here" in unknown.stderr
+    assert predates.returncode == 1
+    versions_there = f"services/hotels/{versions.relative_to(project).as_posix()}"
+    assert (
+        f"before-service has no {versions_there.removesuffix('versions')}head_revision.txt: "
+        f"it has no {versions_there} either, so the service in services/hotels has no "
+        "revisions there"
+    ) in predates.stderr, predates.stderr
     assert result.returncode == 1, result.stdout + result.stderr
     report = result.stdout
-    assert "4 revision(s) that main does not have" in report
+    assert "4 revision(s) that v1 does not have" in report
     assert "seeded with 200,000 rows per table" in report
     measured = sections(report)
     order = [NULLABLE_COLUMN, BATCHED_BACKFILL, VOLATILE_DEFAULT, ONE_STATEMENT_BACKFILL]

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
-from tests.git_repository import init_repository
+from tests.git_repository import init_monorepo
 from tests.postgres import connect, create_database, log_rows
 from tests.rendering import SHIPPED_HEAD, render_service
 from tests.service_suite import service_command
@@ -39,8 +39,9 @@ def scripts_command(project: Path, url: URL, *command: str) -> subprocess.Comple
 def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
     tmp_path: Path, database_url: URL, postgres_server_url: URL
 ) -> None:
-    project = render_service(tmp_path / "service")
-    init_repository(project)
+    # In services/hotels/ of a repository, its release tagged v1.
+    project = render_service(tmp_path / "services" / "hotels")
+    init_monorepo(project)
     alembic = Alembic(project, database_url)
     (versions,) = project.rglob("versions")
 
@@ -62,9 +63,9 @@ def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
     for revision in versions.glob("*.py"):
         revision.write_text("# Reviewed.\n" + revision.read_text())
     alembic.batch("downgrade -1", "upgrade head", "downgrade -1")
-    released = scripts_command(project, database_url, "check-released", "--base", "main")
+    released = scripts_command(project, database_url, "check-released", "--base", "v1")
     assert released.returncode == 0, released.stderr
-    assert "the 4 revisions of main are unchanged" in released.stdout
+    assert "the 4 revisions of v1 are unchanged" in released.stdout
     assert log_rows(database_url)[len(upgraded) :] == [
         (SHIPPED_HEAD, "downgrade", upgraded[-1][2], None),
         (SHIPPED_HEAD, "upgrade", upgraded[-1][2], None),
@@ -82,7 +83,7 @@ def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
     assert edited != hotels_text
     hotels.write_text(edited)
     # CI's check of the branch names it first.
-    released = scripts_command(project, database_url, "check-released", "--base", "main")
+    released = scripts_command(project, database_url, "check-released", "--base", "v1")
     assert released.returncode == 1
     assert f"  {HOTELS_REVISION} ({hotels.relative_to(project)}): edited" in released.stderr
     version_before, log_before = database_version(database_url), log_rows(database_url)
@@ -138,6 +139,6 @@ def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
     # A released revision deleted is named too.
     (email,) = versions.glob(f"*{SHIPPED_HEAD}*.py")
     email.unlink()
-    released = scripts_command(project, database_url, "check-released", "--base", "main")
+    released = scripts_command(project, database_url, "check-released", "--base", "v1")
     assert released.returncode == 1
     assert f"  {SHIPPED_HEAD} ({email.relative_to(project)}): deleted" in released.stderr

@@ -9,6 +9,7 @@ post-write hook (scripts/record_head.py) imports it, and also runs inside
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 
 from alembic.config import Config
@@ -159,18 +160,41 @@ def default_base() -> str:
     )
 
 
+@cache
+def service_prefix() -> str:
+    """Where the service lives in its git repository: "" at the root,
+    "services/hotels/" in a monorepo."""
+    shown_prefix = git("rev-parse", "--show-prefix")
+    if shown_prefix.returncode:
+        raise HistoryError(
+            f"{PROJECT_ROOT} is not in a git repository: the history at "
+            "another ref needs one (git init, and a first commit)"
+        )
+    return shown_prefix.stdout.strip()
+
+
+def in_repository(path: Path) -> str:
+    """`path`, in this checkout, as git names it at any ref: from the
+    repository's root, which `REF:path` and `git ls-tree` read from."""
+    return service_prefix() + path.relative_to(PROJECT_ROOT).as_posix()
+
+
+def require_commit(ref: str) -> None:
+    if git("rev-parse", "--verify", "--quiet", ref + "^{commit}").returncode:
+        raise HistoryError(f"{ref} is not a git commit, branch or tag here")
+
+
+def exists_at(ref: str, path: str) -> bool:
+    return git("cat-file", "-e", f"{ref}:{path}").returncode == 0
+
+
 def heads_at(ref: str, scripts: ScriptDirectory) -> list[str]:
     """The head revisions that `ref` records, each found in this checkout."""
-    record = head_record(scripts).relative_to(PROJECT_ROOT).as_posix()
-    commit = ref + "^{commit}"
-    if git("rev-parse", "--verify", "--quiet", commit).returncode:
-        raise HistoryError(f"{ref} is not a git commit, branch or tag here")
+    require_commit(ref)
+    record = in_repository(head_record(scripts))
     shown_record = git("show", f"{ref}:{record}")
     if shown_record.returncode:
-        raise HistoryError(
-            f"{ref} has no {record}: the revisions it holds are not recorded"
-            " there (a service from before v0.6.0?); compare with a later ref"
-        )
+        raise HistoryError(f"{ref} has no {record}: {why_missing(ref, scripts)}")
     heads = shown_record.stdout.split()
     for head in heads:
         if scripts.get_revision(head) is None:
@@ -179,3 +203,21 @@ def heads_at(ref: str, scripts: ScriptDirectory) -> list[str]:
                 "history (squashed or removed?); compare with a later ref"
             )
     return heads
+
+
+def why_missing(ref: str, scripts: ScriptDirectory) -> str:
+    """What `ref` has instead of a head record, as git shows it."""
+    versions = in_repository(Path(scripts.versions))
+    if exists_at(ref, versions):
+        return (
+            f"it has the revisions in {versions}, but not the record of "
+            f"their head, which `alembic revision` writes in services "
+            "rendered from the template's v0.6.0 on; compare with a later "
+            "ref that has it"
+        )
+    service = service_prefix().rstrip("/") or "the repository's root"
+    return (
+        f"it has no {versions} either, so the service in {service} has no "
+        "revisions there (added later, or moved since?); compare with a "
+        "ref that has them"
+    )
