@@ -79,7 +79,8 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     unknown = rehearse(project, database_url, "--base", "no-such-branch")
     # A commit of the repository without the service: said as it is, not guessed.
     empty_tree = git(project, "hash-object", "-t", "tree", "/dev/null").strip()
-    git(project, "tag", "before-service", git(project, "commit-tree", empty_tree, "-m", "x").strip())
+    without_service = git(project, "commit-tree", empty_tree, "-m", "Before the service")
+    git(project, "tag", "before-service", without_service.strip())
     predates = rehearse(project, database_url, "--base", "before-service")
     result = rehearse(project, database_url, "--base", "v1")
 
