@@ -11,6 +11,8 @@ from sqlalchemy import URL, text
 from tests.alembic_cli import AWKWARD_PASSWORD
 from tests.pgbouncer import NOT_INSTALLED, PGBOUNCER
 from tests.postgres import (
+    INITDB,
+    NO_TLS_SERVER,
     connect,
     create_database,
     drop_database,
@@ -108,10 +110,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the figure docs/reliability.md refers to, and whether the PgBouncer tests
-    could run."""
+    """Print the figure docs/reliability.md refers to, and whether the PgBouncer and
+    TLS tests could run."""
     if PGBOUNCER is None:
         terminalreporter.write_line(NOT_INSTALLED, yellow=True, bold=True)
+    if INITDB is None:
+        terminalreporter.write_line(NO_TLS_SERVER, yellow=True, bold=True)
     outcomes = [
         report.outcome
         for reports in terminalreporter.stats.values()

@@ -84,7 +84,8 @@ def holding(url: URL, statement: str, application_name: str) -> Iterator[int]:
 
 
 class AlembicProcess:
-    """`alembic ARGS` in a process of its own, its stderr collected line by line."""
+    """`alembic ARGS` in a process of its own, its output collected line by line: the
+    log (stderr) and what Alembic prints (stdout, where a failure's "FAILED:" goes)."""
 
     def __init__(self, project: Path, env: dict[str, str], *arguments: str) -> None:
         self.lines: list[str] = []
@@ -94,18 +95,18 @@ class AlembicProcess:
             [sys.executable, "-m", "alembic", *arguments],
             cwd=project,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
             self.lines.append(line)
-        self.ended_at = time.monotonic()  # stderr closes as the process exits
+        self.ended_at = time.monotonic()  # the pipe closes as the process exits
 
     def wait_for(self, seen: Callable[[list[str]], bool], timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -93,7 +93,7 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
     add_to_python_enum(code_dir / "models" / "users.py", 'ADMIN = "admin"', 'MANAGER = "manager"')
     drift = alembic.run("check")
     assert drift.returncode != 0
-    assert "user_role" in drift.stderr and "'manager'" in drift.stderr
+    assert "user_role" in drift.stdout and "'manager'" in drift.stdout
     users_file = relfilenode(database_url, "users")
     _, offline, _, check = alembic.batch(
         "revision --autogenerate -m Add_manager_role", "upgrade head --sql", "upgrade head", "check"
@@ -109,8 +109,8 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
     # Its downgrade removes it again, and refuses while a row holds it.
     held = alembic.run("downgrade", "-1")
     assert held.returncode != 0
-    assert "rolled back; the database is unchanged" in held.stderr
-    assert 'invalid input value for enum user_role: "manager"' in held.stderr
+    assert "rolled back; the database is unchanged" in held.stdout
+    assert 'invalid input value for enum user_role: "manager"' in held.stdout
     execute(database_url, "DELETE FROM users")
     alembic("downgrade", "-1")
     with pytest.raises(DBAPIError, match="invalid input value for enum user_role"):

@@ -55,7 +55,7 @@ def test_awkward_password_works_in_every_command(
     wrong_password = settings_env(owned_database_url, DB_PASSWORD="wrong")
     refused = Alembic(project, **wrong_password).run("current")
     assert refused.returncode != 0
-    assert "password authentication failed" in refused.stderr
+    assert "password authentication failed" in refused.stdout
     for output in [*outputs, refused.stdout, refused.stderr]:
         assert AWKWARD_PASSWORD not in output
 
@@ -72,10 +72,10 @@ def test_missing_settings_give_one_short_error(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert "set DATABASE_URL, or DB_HOST, DB_USER, DB_NAME" in result.stderr
-    assert "`make db` starts a PostgreSQL" in result.stderr
-    assert len(result.stderr.strip().splitlines()) <= 2
-    assert AWKWARD_PASSWORD not in result.stderr
+    assert "set DATABASE_URL, or DB_HOST, DB_USER, DB_NAME" in result.stdout
+    assert "`make db` starts a PostgreSQL" in result.stdout
+    assert len(result.stdout.strip().splitlines()) <= 2
+    assert AWKWARD_PASSWORD not in result.stdout + result.stderr
 
 
 def test_invalid_settings_name_the_variable_not_the_password(tmp_path: Path) -> None:
@@ -93,9 +93,9 @@ def test_invalid_settings_name_the_variable_not_the_password(tmp_path: Path) -> 
     url_result = broken_url.run("upgrade", "head")
 
     assert result.returncode != 0 and url_result.returncode != 0
-    assert "DB_PORT: Input should be a valid integer" in result.stderr
-    assert "DATABASE_URL" in url_result.stderr
-    for output in (result.stderr, url_result.stderr):
+    assert "DB_PORT: Input should be a valid integer" in result.stdout
+    assert "DATABASE_URL" in url_result.stdout
+    for output in (result.stdout + result.stderr, url_result.stdout + url_result.stderr):
         assert "Traceback" not in output
         assert AWKWARD_PASSWORD not in output
 
@@ -118,9 +118,9 @@ def test_server_that_never_answers_fails_within_seconds(db_driver: str, tmp_path
         result = Alembic(project, **env).run("upgrade", "head", timeout=9)
 
     assert result.returncode != 0
-    assert f"Cannot connect to PostgreSQL at 127.0.0.1:{port}" in result.stderr
+    assert f"Cannot connect to PostgreSQL at 127.0.0.1:{port}" in result.stdout
     assert "Traceback" not in result.stderr
-    assert AWKWARD_PASSWORD not in result.stderr
+    assert AWKWARD_PASSWORD not in result.stdout + result.stderr
 
 
 def test_refused_connection_names_host_and_port(tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_refused_connection_names_host_and_port(tmp_path: Path) -> None:
     result = Alembic(project, **env).run("current")
 
     assert result.returncode != 0
-    assert f"Cannot connect to PostgreSQL at 127.0.0.1:{closed_port}" in result.stderr
+    assert f"Cannot connect to PostgreSQL at 127.0.0.1:{closed_port}" in result.stdout
     assert "Traceback" not in result.stderr
 
     # A Unix socket is a directory, not a host: no port glued to its path.
@@ -140,9 +140,9 @@ def test_refused_connection_names_host_and_port(tmp_path: Path) -> None:
     socket_url = socket_url.update_query_dict({"host": str(socket_dir)})
     result = Alembic(project, socket_url).run("current")
     assert f"Cannot connect to PostgreSQL at the socket in {socket_dir} (port 5432)" in (
-        result.stderr
+        result.stdout
     )
-    assert f"{socket_dir}:5432" not in result.stderr
+    assert f"{socket_dir}:5432" not in result.stdout
 
 
 def test_failing_online_revision_says_what_stays_and_runs_again(
@@ -167,9 +167,15 @@ def test_failing_online_revision_says_what_stays_and_runs_again(
 
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert "unchanged" not in result.stderr
-    assert f"the database is at {USERS_REVISION}" in result.stderr
-    assert 'could not create unique index "uq_users_email"' in result.stderr
+    assert "unchanged" not in result.stdout
+    assert f"the database is at {USERS_REVISION}" in result.stdout
+    assert 'could not create unique index "uq_users_email"' in result.stdout
+    # Each failure is said once (not also as a logged ERROR), an unknown revision too.
+    assert (result.stdout + result.stderr).count("Migration failed") == 1
+    unknown = alembic.run("upgrade", "nosuchrev")
+    assert unknown.returncode != 0
+    said = unknown.stdout + unknown.stderr
+    assert said.count("Can't locate revision identified by 'nosuchrev'") == 1, said
     assert (after["version"], after["users"]) == (before["version"], before["users"])
     assert index_validity(database_url, "users") == {"pk_users": True, "uq_users_email": True}
 

@@ -7,6 +7,7 @@ them. Margins are seconds against hundreds of ms; nothing waits on a fixed sleep
 """
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ from tests.rendering import SHIPPED_HEAD, render_service
 pytestmark = pytest.mark.reliability
 READER = "nightly report"
 ONE_USER = "SELECT email FROM users WHERE id = 1"
+# Commands that read the database and change nothing.
+READ_ONLY = (["current"], ["heads"], ["history", "--indicate-current"], ["check"])
 
 INDEX_REVISION = '''\
 """Index hotel titles"""
@@ -93,6 +96,55 @@ def test_revision_behind_a_reader_completes_after_it_and_traffic_never_stalls(
     assert len(waits) > 50
     # One attempt holds reads back for at most lock_timeout (500 ms).
     assert max(waits) < 1.5, f"worst read: {max(waits):.2f} s"
+
+
+def test_what_only_reads_answers_during_a_blocked_run_and_a_second_run_names_the_first(
+    service_with_users: tuple[Path, Alembic], database_url: URL
+) -> None:
+    """While `alembic upgrade` waits behind a reader, holding the migration lock, the
+    commands that only read answer at once and write nothing, on a database adopted
+    the README's way; a second upgrade says at once which session holds the lock."""
+    project, alembic = service_with_users
+    # Adopted: a schema built without the revision log, then `alembic stamp`.
+    execute(database_url, "DROP TABLE alembic_version_log", "DELETE FROM alembic_version")
+    alembic("stamp", SHIPPED_HEAD)
+    stamped = log_rows(database_url)
+    for command in READ_ONLY:
+        alembic.run(*command)
+    assert log_rows(database_url) == stamped
+
+    with holding(database_url, "SELECT count(*) FROM users", READER):
+        run = AlembicProcess(project, alembic.env, "upgrade", "head")
+        run.wait_for(lock_waits_logged(1))
+        at_block = log_rows(database_url)
+        took = {}
+        for command in READ_ONLY:
+            started = time.monotonic()
+            answer = alembic.run(*command, timeout=60)
+            took[" ".join(command)] = time.monotonic() - started
+            if command == ["current"]:
+                assert answer.stdout.startswith(SHIPPED_HEAD), answer.stdout + answer.stderr
+        with connect(database_url) as connection:
+            others = connection.execute(
+                text(
+                    "SELECT pid, application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        second = AlembicProcess(project, alembic.env, "upgrade", "head")
+        second.wait_for(lambda lines: any("Waiting for the migration lock" in x for x in lines))
+        assert log_rows(database_url) == at_block
+    returncode, log = run.finish()
+    second_returncode, second_log = second.finish()
+
+    assert all(seconds < 10 for seconds in took.values()), took
+    migrating = [pid for pid, name in others if name == "my-service-alembic"]
+    assert migrating, others
+    (waiting,) = [line for line in second_log.splitlines() if "Waiting for the migration" in line]
+    assert f"pid {migrating[0]}" in waiting and "application 'my-service-alembic'" in waiting
+    assert returncode == 0 and second_returncode == 0, log + second_log
+    assert alembic("current").startswith("6b1f6b1f6b1f (head)")
+    assert [row[:2] for row in log_rows(database_url)].count(("6b1f6b1f6b1f", "upgrade")) == 1
 
 
 def test_reader_outlasting_the_budget_is_named_and_nothing_changes(

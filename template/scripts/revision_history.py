@@ -188,13 +188,44 @@ def exists_at(ref: str, path: str) -> bool:
     return git("cat-file", "-e", f"{ref}:{path}").returncode == 0
 
 
+def refuse_uncommitted(scripts: ScriptDirectory, staged_too: bool) -> None:
+    """Refuse to rewrite revisions that git could not give back: files of
+    the scripts folder untracked or changed in the work tree, and with
+    `staged_too`, changed in the index. A merge conflict in the head record
+    is what `make rebase-revision` resolves, never a reason to refuse."""
+    folder = Path(scripts.dir).relative_to(PROJECT_ROOT).as_posix()
+    status = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=all",
+        "--",
+        folder,
+    )
+    record = in_repository(head_record(scripts))
+    uncommitted = []
+    for line in status.stdout.splitlines():
+        in_index, in_work_tree, path = line[0], line[1], line[3:]
+        if path == record and "U" in (in_index, in_work_tree):
+            continue
+        if in_work_tree != " " or (staged_too and in_index != " "):
+            uncommitted.append(path.removeprefix(service_prefix()))
+    if uncommitted:
+        listed = "\n  ".join(uncommitted)
+        raise HistoryError(
+            "these files in the scripts folder are not committed, and this "
+            "would rewrite revisions that git could then not give back; "
+            f"nothing was changed. Commit or stash them first:\n  {listed}"
+        )
+
+
 def heads_at(ref: str, scripts: ScriptDirectory) -> list[str]:
     """The head revisions that `ref` records, each found in this checkout."""
     require_commit(ref)
     record = in_repository(head_record(scripts))
     shown_record = git("show", f"{ref}:{record}")
     if shown_record.returncode:
-        raise HistoryError(f"{ref} has no {record}: {why_missing(ref, scripts)}")
+        why = why_missing(ref, scripts)
+        raise HistoryError(f"{ref} has no {record}: {why}")
     heads = shown_record.stdout.split()
     for head in heads:
         if scripts.get_revision(head) is None:
