@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
@@ -17,6 +18,7 @@ from tests.postgres import connect, execute
 from tests.rendering import SHIPPED_HEAD, render_service
 from tests.revision_files import Revision
 
+pytestmark = pytest.mark.reliability
 FALLBACK = "Migrating inside the caller's transaction"
 RATE_HOTELS = Revision(
     "7c2e7c2e7c2e",

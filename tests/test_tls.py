@@ -20,7 +20,7 @@ from tests.postgres import (
 from tests.rendering import SHIPPED_HEAD, render_service
 from tests.serving import served
 
-pytestmark = pytest.mark.skipif(INITDB is None, reason=NO_TLS_SERVER)
+pytestmark = [pytest.mark.reliability, pytest.mark.skipif(INITDB is None, reason=NO_TLS_SERVER)]
 
 
 @pytest.mark.parametrize("db_driver", ["asyncpg", "psycopg"])
