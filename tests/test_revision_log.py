@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
-from tests.git_repository import init_monorepo
+from tests.git_repository import git, init_monorepo
 from tests.postgres import connect, create_database, log_rows
 from tests.rendering import SHIPPED_HEAD, render_service
 from tests.service_suite import service_command
+from tests.serving import free_port
 
 pytestmark = pytest.mark.reliability
 SHIPPED = ["c3a1f9e2b7d4", "5e8d2a6b1f03", "9b4f7c1e0a62", SHIPPED_HEAD]
@@ -142,3 +143,23 @@ def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
     released = scripts_command(project, database_url, "check-released", "--base", "v1")
     assert released.returncode == 1
     assert f"  {SHIPPED_HEAD} ({email.relative_to(project)}): deleted" in released.stderr
+    # One from the middle, after which the history no longer loads: named as well.
+    (users,) = versions.glob(f"*{SHIPPED[2]}*.py")
+    users.unlink()
+    released = scripts_command(project, database_url, "check-released", "--base", "v1")
+    assert released.returncode == 1 and "Traceback" not in released.stderr, released.stderr
+    assert f"  {SHIPPED[2]} ({users.relative_to(project)}): deleted" in released.stderr
+    # A ref of the repository without the service is no pass.
+    empty_tree = git(project, "hash-object", "-t", "tree", "/dev/null").strip()
+    without_service = git(project, "commit-tree", empty_tree, "-m", "Before the service")
+    git(project, "tag", "v0", without_service.strip())
+    released = scripts_command(project, database_url, "check-released", "--base", "v0")
+    assert released.returncode == 1
+    assert "v0 has no services/hotels/src/migrations/versions" in released.stderr
+
+    # A database that cannot be reached is one line, not a traceback.
+    closed = URL.create("postgresql", "postgres", host="127.0.0.1", port=free_port())
+    unreachable = scripts_command(project, closed, "revision-log")
+    assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+    assert unreachable.stderr.startswith("make revision-log: PostgreSQL: "), unreachable.stderr
+    assert len(unreachable.stderr.strip().splitlines()) == 1, unreachable.stderr

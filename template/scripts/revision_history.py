@@ -15,6 +15,7 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 from alembic.util import to_tuple
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HEAD_RECORD = "head_revision.txt"
@@ -26,11 +27,16 @@ class HistoryError(Exception):
 
 def run_command(command: str, work: Callable[[], Iterable[str]]) -> None:
     """A history command's end: the lines `work` reports, or its HistoryError
-    in one line on stderr and exit status 1."""
+    in one line on stderr and exit status 1; so is a database it could not
+    reach (a refused port, a TLS certificate not trusted)."""
     try:
         lines = list(work())
     except HistoryError as error:
         sys.exit(f"{command}: {error}")
+    except (OSError, OperationalError, InterfaceError) as error:
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        reason = " ".join(str(cause).split())[:300]
+        sys.exit(f"{command}: PostgreSQL: {reason}")
     if lines:
         print("\n".join(lines))
 
@@ -190,7 +196,7 @@ def exists_at(ref: str, path: str) -> bool:
 
 def refuse_uncommitted(scripts: ScriptDirectory, staged_too: bool) -> None:
     """Refuse to rewrite revisions that git could not give back: files of
-    the scripts folder untracked or changed in the work tree, and with
+    Alembic's scripts folder untracked or changed in the work tree, and with
     `staged_too`, changed in the index. A merge conflict in the head record
     is what `make rebase-revision` resolves, never a reason to refuse."""
     folder = Path(scripts.dir).relative_to(PROJECT_ROOT).as_posix()
@@ -212,9 +218,10 @@ def refuse_uncommitted(scripts: ScriptDirectory, staged_too: bool) -> None:
     if uncommitted:
         listed = "\n  ".join(uncommitted)
         raise HistoryError(
-            "these files in the scripts folder are not committed, and this "
-            "would rewrite revisions that git could then not give back; "
-            f"nothing was changed. Commit or stash them first:\n  {listed}"
+            f"these files in {folder} are not committed, and this command "
+            "rewrites or deletes revision files: git could not give back "
+            "what it never held. Nothing was changed. Commit them, or "
+            f"`git stash -u`, first:\n  {listed}"
         )
 
 
