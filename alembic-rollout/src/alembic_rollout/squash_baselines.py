@@ -1,5 +1,5 @@
 """The revisions that a squash replaced, read from the baselines that
-replaced them (`squashes`, written by scripts/squash_history.py).
+replaced them (`squashes`, written by the service's `make squash`).
 
 env.py refuses a database at such a revision; `/ready` reports one.
 """

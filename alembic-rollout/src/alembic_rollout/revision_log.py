@@ -217,7 +217,7 @@ def check_applied_revisions(
 
 def squashed_checksum(revision: Script) -> str | None:
     """What the revision of a squash baseline's id did before the squash
-    (written into the baseline by scripts/squash_history.py)."""
+    (written into the baseline by the service's `make squash`)."""
     return getattr(revision.module, "squashed_checksum", None)
 
 

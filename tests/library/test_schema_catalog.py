@@ -1,4 +1,4 @@
-"""The rendered services' catalog snapshot (template/scripts/schema_catalog.py) sees
+"""The catalog snapshot (alembic_rollout.schema_catalog) sees
 each defect a downgrade or a squash can leave, and nothing that does not matter.
 
 The stairway test and `make squash` judge schemas with it; here it is run on pairs of
@@ -6,11 +6,10 @@ schemas that differ by one defect, on real PostgreSQL.
 """
 
 import pytest
+from alembic_rollout import schema_catalog
 from sqlalchemy import URL, text
 
-from tests.postgres import connect, service_module
-
-schema_catalog = service_module("schema_catalog")
+from tests.postgres import connect
 
 # (the schema a revision started from, what a faulty downgrade leaves instead, a fact
 # the snapshot must name in the difference)
