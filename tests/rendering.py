@@ -4,6 +4,7 @@ import itertools
 import random
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,38 @@ def release_commits() -> list[str]:
     commits = re.findall(r"^## v\S+ \([^)]*commit ([0-9a-f]{7,40})\)", changelog, re.M)
     assert commits, "CHANGELOG.md names no release commit"
     return commits
+
+
+def release_kind(commit: str) -> tuple[object, ...]:
+    """What an update from `commit` has to merge into: the features its services have
+    (the migration lint, the head record, the revision log, the web layer) and how many
+    modules their package has. Releases of one kind take the same path through an update."""
+    listed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", commit, "template"],
+        cwd=TEMPLATE_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    modules = [
+        path
+        for path in listed
+        if re.fullmatch(r"template/\{\{code_dir\}\}/\w+\.py(\.jinja)?", path)
+    ]
+    return (
+        any("lint_migrations" in path for path in listed),
+        any(path.endswith("head_revision.txt.jinja") for path in listed),
+        any(path.endswith("revision_log.py") for path in listed),
+        any("main.py" in path for path in listed),
+        len(modules),
+    )
+
+
+def release_commits_by_kind() -> list[str]:
+    """The oldest release of each kind, and the newest release: what the every-release
+    update test needs to cover, in a fraction of the renders."""
+    commits = release_commits()  # newest first
+    chosen: dict[tuple[object, ...], str] = {}
+    for commit in reversed(commits):
+        chosen.setdefault(release_kind(commit), commit)
+    return [commits[0], *(commit for commit in chosen.values() if commit != commits[0])]
