@@ -7,6 +7,7 @@ release by tests/test_update.py.
 """
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,16 @@ def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
     released = scripts_command(project, database_url, "check-released", "--base", "v0")
     assert released.returncode == 1
     assert "v0 has no services/hotels/src/migrations/versions" in released.stderr
+
+    # Outside any git repository, that is what is said first.
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    shutil.copytree(project, outside)
+    for base in ([], ["--base", "main"]):
+        released = service_command(
+            outside, "check-released", *base, GIT_CEILING_DIRECTORIES=str(tmp_path.parent)
+        )
+        assert released.returncode == 1, released.stderr
+        assert f"{outside} is not in a git repository" in released.stderr
 
     # A database that cannot be reached is one line, not a traceback.
     closed = URL.create("postgresql", "postgres", host="127.0.0.1", port=free_port())

@@ -152,6 +152,7 @@ def git(*arguments: str) -> subprocess.CompletedProcess[str]:
 def default_base() -> str:
     """What a branch is compared with: the upstream main branch, else the
     latest tag."""
+    service_prefix()  # Outside a git repository, say so first.
     remote_head = git("symbolic-ref", "--short", "refs/remotes/origin/HEAD")
     candidates = [remote_head.stdout.strip(), "origin/main", "origin/master"]
     for ref in filter(None, candidates):
@@ -186,6 +187,7 @@ def in_repository(path: Path) -> str:
 
 
 def require_commit(ref: str) -> None:
+    service_prefix()  # Outside a git repository, say so first.
     if git("rev-parse", "--verify", "--quiet", ref + "^{commit}").returncode:
         raise HistoryError(f"{ref} is not a git commit, branch or tag here")
 
