@@ -373,7 +373,8 @@ def test_service_from_a_release_updates_to_head(
     models_before = model_files(service)
     had_lint = (service / "scripts" / "lint_migrations.py").exists()
     had_record = (service / "src" / "migrations" / "head_revision.txt").exists()
-    had_log = (service / "src" / "revision_log.py").exists()
+    # The revision log came in v0.15.0, and moved into the vendored library in v0.17.0.
+    had_log = (service / "src" / "revision_log.py").exists() or (service / "vendor").exists()
 
     run_update(service, vcs_ref="HEAD", defaults=True, overwrite=True, quiet=True)
 
