@@ -40,6 +40,17 @@ class Alembic:
             timeout=timeout,
         )
 
+    def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `code` with the service's Python, in the project, with these settings."""
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def __call__(self, *arguments: str) -> str:
         """Run one command that must succeed; return its stdout."""
         result = self.run(*arguments)

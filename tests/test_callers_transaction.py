@@ -6,8 +6,6 @@ retries, `concurrent_index_block()` without CONCURRENTLY, `backfill()`'s batches
 that one transaction. The run says so, once; a plain `alembic upgrade` says nothing.
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -76,14 +74,7 @@ def test_the_cookbook_recipe_applies_batched_work_and_says_what_is_off(
         *(f"INSERT INTO hotels (title, location) VALUES ('Hotel {n}', 'Here')" for n in range(3)),
     )
 
-    recipe = subprocess.run(
-        [sys.executable, "-c", COOKBOOK],
-        cwd=project,
-        env=alembic.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    recipe = alembic.python(COOKBOOK)
 
     output = recipe.stdout + recipe.stderr
     assert recipe.returncode == 0, output

@@ -313,14 +313,7 @@ def test_settings_repr_and_url_hide_the_password(tmp_path: Path) -> None:
     env["DB_PASSWORD"] = AWKWARD_PASSWORD
     alembic = Alembic(project, **env)
 
-    result = subprocess.run(
-        [sys.executable, "-c", show],
-        cwd=project,
-        env=alembic.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = alembic.python(show)
 
     assert result.returncode == 0, result.stderr
     assert "db_password=SecretStr('**********')" in result.stdout
@@ -345,17 +338,16 @@ def test_pool_settings_size_the_app_engine_in_every_variant(
     tmp_path: Path, web_framework: str
 ) -> None:
     project = render_service(tmp_path / "service", web_framework=web_framework)
-    env = Alembic(project, None, DATABASE_URL="postgresql://app@db.example/app").env
-    env.update(DB_POOL_SIZE="3", DB_MAX_OVERFLOW="2", DB_POOL_TIMEOUT="4.5")
-
-    probe = subprocess.run(
-        [sys.executable, "-c", POOL_PROBE],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    pooled = Alembic(
+        project,
+        None,
+        DATABASE_URL="postgresql://app@db.example/app",
+        DB_POOL_SIZE="3",
+        DB_MAX_OVERFLOW="2",
+        DB_POOL_TIMEOUT="4.5",
     )
+
+    probe = pooled.python(POOL_PROBE, timeout=60)
 
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["3", "2", "4.5"]

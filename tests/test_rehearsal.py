@@ -28,6 +28,7 @@ from tests.rehearsal_revisions import (
     revision_files,
 )
 from tests.rendering import render_service
+from tests.serving import free_port
 
 pytestmark = pytest.mark.reliability
 ROWS = "200000"
@@ -82,11 +83,15 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     without_service = git(project, "commit-tree", empty_tree, "-m", "Before the service")
     git(project, "tag", "before-service", without_service.strip())
     predates = rehearse(project, database_url, "--base", "before-service")
+    closed = URL.create("postgresql", "postgres", host="127.0.0.1", port=free_port())
+    unreachable = rehearse(project, closed, "--base", "v1")
     result = rehearse(project, database_url, "--base", "v1")
 
     assert unknown.returncode == 1
     assert "no-such-branch is not a git commit, branch or tag here" in unknown.stderr
     assert predates.returncode == 1
+    assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+    assert unreachable.stderr.startswith("make rehearse: PostgreSQL: "), unreachable.stderr
     versions_there = f"services/hotels/{versions.relative_to(project).as_posix()}"
     assert (
         f"before-service has no {versions_there.removesuffix('versions')}head_revision.txt: "

@@ -25,6 +25,17 @@ class HistoryError(Exception):
     """Refused or failed; nothing was changed unless the message says so."""
 
 
+# A database that could not be reached: a refused port, a TLS certificate
+# not trusted, a server gone.
+UNREACHABLE = (OSError, OperationalError, InterfaceError)
+
+
+def unreachable(error: BaseException) -> str:
+    """One line for an UNREACHABLE error, without a traceback."""
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    return "PostgreSQL: " + " ".join(str(cause).split())[:300]
+
+
 def run_command(command: str, work: Callable[[], Iterable[str]]) -> None:
     """A history command's end: the lines `work` reports, or its HistoryError
     in one line on stderr and exit status 1; so is a database it could not
@@ -33,10 +44,8 @@ def run_command(command: str, work: Callable[[], Iterable[str]]) -> None:
         lines = list(work())
     except HistoryError as error:
         sys.exit(f"{command}: {error}")
-    except (OSError, OperationalError, InterfaceError) as error:
-        cause = error.orig if isinstance(error, DBAPIError) else error
-        reason = " ".join(str(cause).split())[:300]
-        sys.exit(f"{command}: PostgreSQL: {reason}")
+    except UNREACHABLE as error:
+        sys.exit(f"{command}: {unreachable(error)}")
     if lines:
         print("\n".join(lines))
 
