@@ -228,11 +228,15 @@ def refuse_uncommitted(scripts: ScriptDirectory, staged_too: bool) -> None:
             uncommitted.append(path.removeprefix(service_prefix()))
     if uncommitted:
         listed = "\n  ".join(uncommitted)
+        # During a merge or rebase, `git stash` refuses; `git add` works.
+        advice = "`git add` them"
+        if staged_too:
+            advice = "Commit them, or `git stash -u`"
         raise HistoryError(
             f"these files in {folder} are not committed, and this command "
             "rewrites or deletes revision files: git could not give back "
-            "what it never held. Nothing was changed. Commit them, or "
-            f"`git stash -u`, first:\n  {listed}"
+            f"what it never held. Nothing was changed. {advice}, first:\n"
+            f"  {listed}"
         )
 
 
