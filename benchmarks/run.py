@@ -131,7 +131,7 @@ def reference_project(service: Path, work: Path, url: URL) -> Path:
     (project / "src" / "__init__.py").write_text("")
     shutil.copytree(service / "src" / "models", project / "src" / "models")
     # A revision of the history imports the policy's concurrent_index_block.
-    policy = ("migration_policy.py", "migration_failures.py", "revision_operations.py")
+    policy = ("migration_policy.py", "revision_operations.py")
     for module in ("config.py", "database.py", *policy):
         shutil.copy(service / "src" / module, project / "src" / module)
     for revision in (service / "src" / "migrations" / "versions").glob("*.py"):

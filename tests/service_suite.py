@@ -90,10 +90,10 @@ def runs_pytest_alembic_built_ins(answers: dict[str, Any]) -> bool:
 
 
 def service_test_count(answers: dict[str, Any]) -> int:
-    """The tests a rendered service has: migrations, lint, policy (and models);
+    """The tests a rendered service has: migrations and lint (and models);
     with the web layer, its probes (and routes), and the fuzzer over all routes."""
     examples = answers["example_models"]
-    count = 12 if examples else 9
+    count = 8 if examples else 5
     if answers["web_framework"] == "fastapi":
         count += 11 if examples else 6
     if runs_pytest_alembic_built_ins(answers):

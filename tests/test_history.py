@@ -115,9 +115,6 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     )
     assert merge.returncode != 0
     assert "CONFLICT (content): Merge conflict in migrations/head_revision.txt" in merge.stdout
-    unknown = history_tool(project, alembic, "check-histroy")
-    assert unknown.returncode == 1
-    assert "commands: db, lint-migrations, check-history, record-head" in unknown.stderr
     checked = history_tool(project, alembic, "check-history")
     assert checked.returncode == 1
     assert "merge conflict" in checked.stderr and "make rebase-revision" in checked.stderr
@@ -189,7 +186,7 @@ def test_two_branches_conflict_in_git_and_rebase_revision_resolves_it(
     record.write_text(f"{theirs}\n")
     stale = history_tool(project, alembic, "check-history")
     assert stale.returncode == 1
-    assert stale.stderr.strip().endswith("`uv run python -m scripts record-head`")
+    assert stale.stderr.strip().endswith("`uv run alembic-rollout record-head`")
     assert f"says {theirs}, but the head revision is {yours}" in stale.stderr
     record.unlink()
     missing = history_tool(project, alembic, "check-history")

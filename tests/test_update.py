@@ -494,6 +494,9 @@ MOVED_TO_THE_LIBRARY = (
     "scripts/schema_catalog.py",
     "scripts/scratch_databases.py",
     "scripts/seeding.py",
+    "scripts/rehearsal.py",
+    "scripts/lint_migrations.py",
+    "scripts/revision_history.py",
 )
 
 

@@ -1,11 +1,11 @@
 """`python -m scripts.migration_history record-head|check|rebase|squash REV`:
-how the history commands were started before `python -m scripts <command>`.
-An alembic.ini, Makefile or CI file kept from such a release still works.
+how the history commands were started before `python -m scripts <command>`;
+kept for an alembic.ini, Makefile or CI file that still says so.
 """
 
 import sys
 
-from scripts.__main__ import main
+from alembic_rollout.__main__ import main
 
 NAMES_BEFORE = {"check": "check-history", "rebase": "rebase-revision"}
 

@@ -1,17 +1,17 @@
-"""Every revision passes the migration lint (scripts/lint_migrations.py)."""
+"""Every revision passes the migration lint (alembic-rollout lint-migrations)."""
 
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-
-from scripts.lint_migrations import (
-    PROJECT_ROOT,
+from alembic_rollout.commands.lint_migrations import (
     excluded_paths,
     lint,
     linted_after,
     predates_lint,
 )
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_revision_passes_the_migration_lint() -> None:

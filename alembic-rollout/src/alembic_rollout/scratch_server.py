@@ -2,11 +2,6 @@
 `make rehearse`): its settings, databases of their own on it, and Alembic
 run on a given engine.
 """
-{#- isort sorts the package's from-imports before or after `scripts`, by name. #}
-{%- set package_imports %}
-from {{ code_dir }}.config import Settings, SettingsError, get_settings
-from {{ code_dir }}.database import create_direct_engine
-{%- endset %}
 
 import asyncio
 import uuid
@@ -16,12 +11,17 @@ from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
-from alembic_rollout.scratch_databases import drop_database
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-{% if code_dir < "scripts" %}{{ package_imports }}{% endif %}
-from scripts.revision_history import HistoryError
-{%- if code_dir > "scripts" %}{{ package_imports }}{% endif %}
+
+from alembic_rollout.revision_history import HistoryError
+from alembic_rollout.scratch_databases import drop_database
+from alembic_rollout.service import (
+    Settings,
+    create_direct_engine,
+    get_settings,
+    settings_error,
+)
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ def configured_settings(needed_for: str) -> Settings:
     try:
         settings = get_settings()
         settings.require_connection(direct=True)
-    except SettingsError as error:
+    except settings_error() as error:
         message = f"{needed_for} needs valid settings: {error}"
         raise HistoryError(message) from None
     return settings

@@ -1,23 +1,20 @@
-"""`make revision-log` (`python -m scripts revision-log [--last N]`): the
+"""`make revision-log` (`alembic-rollout revision-log [--last N]`): the
 configured database's revision log, newest last: when each step ran, which
 revision and which way, how long it took, who ran it and from where
 (alembic_rollout.revision_log).
 """
-{%- set package_imports %}
-from {{ code_dir }}.database import create_direct_engine
-{%- endset %}
 
 import argparse
 import asyncio
 from datetime import UTC
 from typing import Any
 
-from alembic_rollout.revision_log import has_log, revision_log
 from sqlalchemy import Connection, Row, select
-{% if code_dir < "scripts" %}{{ package_imports }}{% endif %}
-from scripts.revision_history import run_command
-from scripts.scratch_server import configured_settings, run
-{%- if code_dir > "scripts" %}{{ package_imports }}{% endif %}
+
+from alembic_rollout.revision_history import run_command
+from alembic_rollout.revision_log import has_log, revision_log
+from alembic_rollout.scratch_server import configured_settings, run
+from alembic_rollout.service import create_direct_engine
 
 COLUMNS = ("applied at (UTC)", "revision", "step", "ms", "by", "reason")
 
@@ -31,7 +28,7 @@ def recent_steps(connection: Connection, last: int) -> list[Row[Any]] | None:
 
 
 def show() -> list[str]:
-    parser = argparse.ArgumentParser(prog="python -m scripts revision-log")
+    parser = argparse.ArgumentParser(prog="alembic-rollout revision-log")
     parser.add_argument("--last", type=int, default=30, help="how many (30)")
     arguments = parser.parse_args()
     engine = create_direct_engine(configured_settings("make revision-log"))

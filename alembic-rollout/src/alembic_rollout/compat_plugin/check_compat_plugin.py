@@ -1,11 +1,12 @@
 """A pytest plugin that `make check-compat` loads into the base's tests
-(scripts/check_compat.py): each database they migrate to "head" is migrated
+(alembic_rollout/commands/check_compat.py): each database they migrate to "head" is migrated
 by the checkout under check instead, in a process of its own
-(scripts/compat_migrations.py), so that the two codebases never share an
+(alembic_rollout/commands/compat_migrations.py), so that the two codebases never share an
 import path.
 
-It imports nothing of either service: the base's process finds it on
-PYTHONPATH, and the base's Alembic is the one it wraps.
+It imports nothing of either service, nor of alembic_rollout (the base may
+have another version, or none): the base's process finds this folder alone
+on PYTHONPATH, and the base's Alembic is the one it wraps.
 """
 
 import os
@@ -16,7 +17,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 
-# Begins the answer of scripts/compat_migrations.py.
+# Begins the answer of alembic_rollout/commands/compat_migrations.py.
 ANSWER = "check-compat-migrated:"
 upgrade_of_the_base = command.upgrade
 
@@ -25,7 +26,7 @@ upgrade_of_the_base = command.upgrade
 def new_revisions() -> subprocess.Popen[str]:
     """The checkout's migration process, started for the first database."""
     return subprocess.Popen(
-        [os.environ["CHECK_COMPAT_PYTHON"], "-m", "scripts.compat_migrations"],
+        [os.environ["CHECK_COMPAT_PYTHON"], "-m", "alembic_rollout.commands.compat_migrations"],
         cwd=os.environ["CHECK_COMPAT_ROOT"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -15,12 +15,6 @@ query took while it ran. A revision that makes traffic wait longer than
 REHEARSAL_MAX_WAIT_MS fails the rehearsal.
 """
 
-{#- isort sorts the package's from-imports before or after `scripts`, by name. #}
-{%- set package_imports %}
-from {{ code_dir }}.config import Settings
-from {{ code_dir }}.database import create_direct_engine
-{%- endset %}
-
 import argparse
 import asyncio
 import random
@@ -39,13 +33,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script
 from alembic.util import CommandError
-from alembic_rollout.schema_catalog import USER_SCHEMAS
-from alembic_rollout.seeding import SeedingError, seed
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, NotSupportedError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-{% if code_dir < "scripts" %}{{ package_imports }}{% endif %}
-from scripts.revision_history import (
+
+from alembic_rollout.revision_history import (
     UNREACHABLE,
     HistoryError,
     alembic_config,
@@ -56,13 +48,15 @@ from scripts.revision_history import (
     script_directory,
     unreachable,
 )
-from scripts.scratch_server import (
+from alembic_rollout.schema_catalog import USER_SCHEMAS
+from alembic_rollout.scratch_server import (
     configured_settings,
     migrate,
     run,
     scratch_database,
 )
-{%- if code_dir > "scripts" %}{{ package_imports }}{% endif %}
+from alembic_rollout.seeding import SeedingError, seed
+from alembic_rollout.service import Settings, create_direct_engine, in_readme
 
 CLIENTS = 3
 PAUSE_SECONDS = 0.01
@@ -530,7 +524,7 @@ def verdict(
             f"query on {result.worst.table} wait {result.waited_ms():,} ms, "
             f"more than REHEARSAL_MAX_WAIT_MS ({max_wait_ms:,} ms); the "
             "README says how to split such work "
-            {% if readme_language == "ru" %}"(«Репетиция развёртывания»)."{% else %}'("Rehearsing a deploy").'{% endif %}
+            + in_readme('("Rehearsing a deploy").', "(«Репетиция развёртывания»).")
         )
     for result in failed:
         print(f"Failed: {result.script.revision} did not apply (above).")

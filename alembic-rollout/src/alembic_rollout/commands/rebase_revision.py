@@ -1,21 +1,12 @@
-"""`make rebase-revision` (`python -m scripts rebase-revision`): in a git
+"""`make rebase-revision` (`alembic-rollout rebase-revision`): in a git
 merge or rebase that conflicts on head_revision.txt, your revisions move on
 top of theirs.
 
 Every `alembic revision` and `alembic merge` rewrites head_revision.txt
-(scripts/record_head.py), so two branches that each add a revision change
+(commands/record_head.py), so two branches that each add a revision change
 that one line differently, and git stops the merge or rebase that would
 leave two heads. The design of django-linear-migrations, for Alembic.
 """
-
-{#- isort sorts the package's from-imports before or after `scripts`, by name. #}
-{%- set package_imports %}
-from {{ code_dir }}.config import SettingsError, get_settings
-from {{ code_dir }}.database import (
-    create_direct_engine,
-    describe_connect_failure,
-)
-{%- endset %}
 
 import ast
 import asyncio
@@ -27,10 +18,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
-{% if code_dir < "scripts" %}{{ package_imports }}{% endif %}
-from scripts.lint_migrations import lint
-from scripts.revision_history import (
-    PROJECT_ROOT,
+
+from alembic_rollout.commands.lint_migrations import lint
+from alembic_rollout.connect_failures import describe_connect_failure
+from alembic_rollout.revision_history import (
     HistoryError,
     ancestry,
     head_record,
@@ -41,7 +32,12 @@ from scripts.revision_history import (
     script_directory,
     shown,
 )
-{%- if code_dir > "scripts" %}{{ package_imports }}{% endif %}
+from alembic_rollout.service import (
+    create_direct_engine,
+    get_settings,
+    project_root,
+    settings_error,
+)
 
 
 def conflict_sides(text: str) -> tuple[list[str], list[str]]:
@@ -71,12 +67,12 @@ def git_path(name: str) -> Path:
     """A path inside the repository's git directory (worktrees included)."""
     result = subprocess.run(
         ["git", "rev-parse", "--git-path", name],
-        cwd=PROJECT_ROOT,
+        cwd=project_root(),
         capture_output=True,
         text=True,
         check=True,
     )
-    return PROJECT_ROOT / result.stdout.strip()
+    return project_root() / result.stdout.strip()
 
 
 def in_git_rebase() -> bool:
@@ -125,11 +121,11 @@ def applied_revisions(scripts: ScriptDirectory) -> tuple[set[str], str] | None:
     try:
         settings = get_settings()
         settings.require_connection()
-    except SettingsError:
+    except settings_error():
         return None
     try:
         engine = create_direct_engine(settings)
-    except SettingsError as error:  # a pooler without a direct connection
+    except settings_error() as error:  # a pooler without a direct connection
         raise HistoryError(str(error)) from None
 
     def read_heads(connection: Connection) -> tuple[str, ...]:
@@ -237,7 +233,7 @@ def rebase() -> list[str]:
     heads = record_head(script_directory())
     changed = [record, *(Path(script.path) for script in move.yours)]
     staging = ["git", "add", "--", *map(str, changed)]
-    subprocess.run(staging, cwd=PROJECT_ROOT, check=True)
+    subprocess.run(staging, cwd=project_root(), check=True)
     notes.append(
         f"Moved {', '.join(moved_ids)} on top of {move.onto}; the head is "
         f"{', '.join(heads)}. Staged: {', '.join(shown(path) for path in changed)}."

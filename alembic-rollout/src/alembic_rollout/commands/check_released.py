@@ -1,4 +1,4 @@
-"""`make check-released [base=REF]` (`python -m scripts check-released`):
+"""`make check-released [base=REF]` (`alembic-rollout check-released`):
 fail if this checkout edits or deletes a revision that REF (default: the
 upstream main branch, else the latest tag) already has.
 
@@ -17,15 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from alembic.script.revision import RevisionError
-from alembic_rollout.revision_log import (
-    checksum,
-    revision_checksum,
-    squashed_checksum,
-)
-from alembic_rollout.squash_baselines import squashed_revisions
 
-from scripts.revision_history import (
-    PROJECT_ROOT,
+from alembic_rollout.revision_history import (
     HistoryError,
     default_base,
     exists_at,
@@ -36,6 +29,13 @@ from scripts.revision_history import (
     script_directory,
     service_prefix,
 )
+from alembic_rollout.revision_log import (
+    checksum,
+    revision_checksum,
+    squashed_checksum,
+)
+from alembic_rollout.service import project_root
+from alembic_rollout.squash_baselines import squashed_revisions
 
 REVISION_ID = re.compile(r"^revision(?:: str)? = [\"'](\w+)", re.MULTILINE)
 Released = tuple[str, str, str]
@@ -73,7 +73,7 @@ def file_contents(base: str, paths: list[str]) -> list[str]:
     requests = "".join(f"{base}:{path}\n" for path in paths)
     output = subprocess.run(
         ["git", "cat-file", "--batch"],
-        cwd=PROJECT_ROOT,
+        cwd=project_root(),
         input=requests.encode(),
         capture_output=True,
         check=True,
@@ -149,7 +149,7 @@ def check_released(base: str | None) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts check-released",
+        prog="alembic-rollout check-released",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument(

@@ -1,8 +1,8 @@
-"""`make check-history` (`python -m scripts check-history`, part of `make
+"""`make check-history` (`alembic-rollout check-history`, part of `make
 lint`): fail unless the history has one head and head_revision.txt names it.
 """
 
-from scripts.revision_history import (
+from alembic_rollout.revision_history import (
     check_head_record,
     run_command,
     script_directory,

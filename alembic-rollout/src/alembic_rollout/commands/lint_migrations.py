@@ -1,8 +1,8 @@
 """Lint the SQL of every revision for locking hazards, with squawk.
 
-    uv run python -m scripts lint-migrations           # every revision
-    uv run python -m scripts lint-migrations FILE ...  # these revision files
-    uv run python -m scripts lint-migrations --head    # the newest revision
+    uv run alembic-rollout lint-migrations           # every revision
+    uv run alembic-rollout lint-migrations FILE ...  # these revision files
+    uv run alembic-rollout lint-migrations --head    # the newest revision
 
 One Alembic run writes the upgrade SQL of the whole history (as `alembic
 upgrade base:heads --sql` does), cut into one file per revision: squawk judges
@@ -38,8 +38,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SQUAWK_CONFIG = PROJECT_ROOT / ".squawk.toml"
+from alembic_rollout.service import in_readme, project_root
+
+SQUAWK_CONFIG = ".squawk.toml"
 RUNNING_UPGRADE = re.compile(r"^-- Running upgrade .*-> (\S+)$", re.MULTILINE)
 VERSION_STATEMENT = re.compile(
     r"^(INSERT INTO|UPDATE) alembic_version .*$",
@@ -49,7 +50,10 @@ CREATE_DATE = re.compile(r"^Create Date: (\d{4}-\d{2}-\d{2})", re.MULTILINE)
 
 # What the running release cannot live with, and where the README says what
 # to do instead, and how a deliberate contract step is declared.
-README_SECTION = {% if readme_language == "ru" %}"«Изменения, которые видит работающий код»"{% else %}'"Changing what live code uses"'{% endif %}
+README_SECTION = in_readme(
+    '"Changing what live code uses"',
+    "«Изменения, которые видит работающий код»",
+)
 CONTRACT = (
     f"the release still serving breaks on it: see {README_SECTION} in the "
     "README (`make check-compat` shows it). Once the code no longer uses "
@@ -110,8 +114,8 @@ class Finding:
 
 
 def shown(path: Path) -> Path:
-    if path.is_relative_to(PROJECT_ROOT):
-        return path.relative_to(PROJECT_ROOT)
+    if path.is_relative_to(project_root()):
+        return path.relative_to(project_root())
     return path
 
 
@@ -164,7 +168,7 @@ def revision_sql(config: Config) -> dict[str, str]:
 
 def linted_after() -> date | None:
     """The day a service updated from an older template took the lint on."""
-    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((project_root() / "pyproject.toml").read_text())
     section = pyproject.get("tool", {}).get("lint-migrations", {})
     day = section.get("linted-after")
     return date.fromisoformat(day) if day else None
@@ -173,7 +177,7 @@ def linted_after() -> date | None:
 def excluded_paths() -> list[str]:
     """Squawk applies them too, but says no more than "no files" when it
     excludes every file it was given."""
-    squawk_config = tomllib.loads(SQUAWK_CONFIG.read_text())
+    squawk_config = tomllib.loads((project_root() / SQUAWK_CONFIG).read_text())
     patterns: list[str] = squawk_config.get("excluded_paths", [])
     return patterns
 
@@ -215,7 +219,7 @@ def lint(
     config: Config | None = None,
 ) -> LintReport:
     """These revisions (default: all) of this config's history, linted."""
-    config = config or Config(PROJECT_ROOT / "alembic.ini")
+    config = config or Config(project_root() / "alembic.ini")
     scripts = ScriptDirectory.from_config(config)
     wanted = {path.resolve() for path in revision_files or []}
     baseline = linted_after()
@@ -292,7 +296,7 @@ def run_squawk(sql_files: list[str]) -> list[SquawkReport]:
         [
             str(squawk) if squawk.exists() else "squawk",
             "--config",
-            str(SQUAWK_CONFIG),
+            str(project_root() / SQUAWK_CONFIG),
             "--reporter",
             "json",
             *sql_files,
@@ -334,7 +338,7 @@ def main() -> None:
         # `make revision` lints the file it has just written.
         print(
             "The new revision is refused as written: edit it as the fixes say,"
-            " or delete it and run `uv run python -m scripts record-head`."
+            " or delete it and run `uv run alembic-rollout record-head`."
         )
     if report.findings:
         raise SystemExit(1)

@@ -6,7 +6,7 @@ REF's tests of its code (models, queries, the API: every test outside
 fixtures and dependencies (`uv sync` there). Each database they migrate to
 "head" is migrated by this checkout's revisions instead: a plugin replaces
 `alembic.command.upgrade` in REF's test process and hands the database to
-one process of this checkout (scripts/compat_migrations.py), so that the
+one process of this checkout (commands/compat_migrations.py), so that the
 two codebases never share an import path. REF defaults to what `make
 rehearse` compares with: the upstream main branch, else the latest tag.
 
@@ -25,8 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from xml.etree import ElementTree
 
-from scripts.revision_history import (
-    PROJECT_ROOT,
+from alembic_rollout.revision_history import (
     HistoryError,
     default_base,
     git,
@@ -36,6 +35,7 @@ from scripts.revision_history import (
     script_directory,
     service_prefix,
 )
+from alembic_rollout.service import in_readme, project_root
 
 # REF's tests that check where the database is in REF's own history: a newer
 # schema fails them by design.
@@ -45,7 +45,7 @@ POSITION_TESTS = (
 )
 # What a failed junit test case holds.
 FAILED = ("failure", "error")
-# scripts/check_compat_plugin.py, loaded by the base's pytest.
+# compat_plugin/check_compat_plugin.py, loaded by the base's pytest.
 PLUGIN = "check_compat_plugin"
 
 
@@ -62,7 +62,7 @@ def check_compat(base: str | None, tests: list[str]) -> list[str]:
         worktree(base, Path(folder) / "base") as code,
     ):
         notes = install(code)
-        plugin = PROJECT_ROOT / "scripts"
+        plugin = Path(__file__).parent.parent / "compat_plugin"
         report = Path(folder) / "report.xml"
         selected = tests or code_tests(code)
         count, failed = run_tests(code, report, plugin, selected)
@@ -94,7 +94,10 @@ def check_compat(base: str | None, tests: list[str]) -> list[str]:
         f"schema of {new}. These tests of {base} fail, and pass on",
         f"{base}'s own schema:",
     ]
-    advice = {% if readme_language == "ru" %}"См. «Изменения, которые видит работающий код» в README."{% else %}'See "Changing what live code uses" in the README.'{% endif %}
+    advice = in_readme(
+        'See "Changing what live code uses" in the README.',
+        "См. «Изменения, которые видит работающий код» в README.",
+    )
     explained = [listed(failed), advice, *notes]
     raise HistoryError(" ".join(message) + "\n".join(explained))
 
@@ -170,7 +173,7 @@ def run_tests(
         command += ["-p", PLUGIN]
         env["PYTHONPATH"] = str(plugin)
         env["CHECK_COMPAT_PYTHON"] = sys.executable
-        env["CHECK_COMPAT_ROOT"] = str(PROJECT_ROOT)
+        env["CHECK_COMPAT_ROOT"] = str(project_root())
     ran = subprocess.run(
         [*command, *tests],
         cwd=code,
@@ -221,7 +224,7 @@ def environment() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts check-compat",
+        prog="alembic-rollout check-compat",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument(

@@ -2,7 +2,7 @@
 record, the revision graph, and the history at another git ref.
 
 Imports nothing from the service's package, and no command: the record-head
-post-write hook (scripts/record_head.py) imports it, and also runs inside
+post-write hook (commands/record_head.py) imports it, and also runs inside
 `make squash`'s temporary copy of the project, which has no package.
 """
 
@@ -17,7 +17,8 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import to_tuple
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from alembic_rollout.service import ServiceError, project_root
+
 HEAD_RECORD = "head_revision.txt"
 
 
@@ -42,7 +43,7 @@ def run_command(command: str, work: Callable[[], Iterable[str]]) -> None:
     reach (a refused port, a TLS certificate not trusted)."""
     try:
         lines = list(work())
-    except HistoryError as error:
+    except (HistoryError, ServiceError) as error:
         sys.exit(f"{command}: {error}")
     except UNREACHABLE as error:
         sys.exit(f"{command}: {unreachable(error)}")
@@ -51,7 +52,7 @@ def run_command(command: str, work: Callable[[], Iterable[str]]) -> None:
 
 
 def alembic_config() -> Config:
-    return Config(PROJECT_ROOT / "alembic.ini")
+    return Config(project_root() / "alembic.ini")
 
 
 def script_directory(config: Config | None = None) -> ScriptDirectory:
@@ -63,7 +64,7 @@ def head_record(scripts: ScriptDirectory) -> Path:
 
 
 def shown(path: Path) -> str:
-    return str(path.relative_to(PROJECT_ROOT))
+    return str(path.relative_to(project_root()))
 
 
 def record_head(scripts: ScriptDirectory) -> list[str]:
@@ -103,7 +104,7 @@ def check_head_record(scripts: ScriptDirectory) -> str:
             f"{shown(record)} says {', '.join(recorded) or 'nothing'}, but the "
             f"head revision is {', '.join(heads) or 'base'}: a revision was "
             "added, removed or edited without `alembic revision`; fix it, or "
-            "run `uv run python -m scripts record-head`"
+            "run `uv run alembic-rollout record-head`"
         )
     return f"Migration history: one head, {heads[0] if heads else 'base'}"
 
@@ -151,7 +152,7 @@ def new_revisions(
 def git(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["git", *arguments],
-        cwd=PROJECT_ROOT,
+        cwd=project_root(),
         capture_output=True,
         text=True,
         check=False,
@@ -183,7 +184,7 @@ def service_prefix() -> str:
     shown_prefix = git("rev-parse", "--show-prefix")
     if shown_prefix.returncode:
         raise HistoryError(
-            f"{PROJECT_ROOT} is not in a git repository: the history at "
+            f"{project_root()} is not in a git repository: the history at "
             "another ref needs one (git init, and a first commit)"
         )
     return shown_prefix.stdout.strip()
@@ -192,7 +193,7 @@ def service_prefix() -> str:
 def in_repository(path: Path) -> str:
     """`path`, in this checkout, as git names it at any ref: from the
     repository's root, which `REF:path` and `git ls-tree` read from."""
-    return service_prefix() + path.relative_to(PROJECT_ROOT).as_posix()
+    return service_prefix() + path.relative_to(project_root()).as_posix()
 
 
 def require_commit(ref: str) -> None:
@@ -210,7 +211,7 @@ def refuse_uncommitted(scripts: ScriptDirectory, staged_too: bool) -> None:
     Alembic's scripts folder untracked or changed in the work tree, and with
     `staged_too`, changed in the index. A merge conflict in the head record
     is what `make rebase-revision` resolves, never a reason to refuse."""
-    folder = Path(scripts.dir).relative_to(PROJECT_ROOT).as_posix()
+    folder = Path(scripts.dir).relative_to(project_root()).as_posix()
     status = git(
         "status",
         "--porcelain",

@@ -1,4 +1,4 @@
-"""`make accept-revision rev=REV reason="..."` (`python -m scripts
+"""`make accept-revision rev=REV reason="..."` (`alembic-rollout
 accept-revision REV --reason ...`): record in the configured database's
 revision log that an applied revision was edited on purpose, with the
 reason (Flyway's repair). Runs refuse a database whose applied revisions
@@ -8,29 +8,26 @@ revision's new text is what the database is checked against.
 Run it once per database that ran the old text, after fixing that
 database by hand to match the new one.
 """
-{%- set package_imports %}
-from {{ code_dir }}.database import create_direct_engine
-{%- endset %}
 
 import argparse
 import asyncio
 
 from alembic.util import CommandError
-from alembic_rollout.revision_log import accept_revision
 from sqlalchemy import Connection
-{% if code_dir < "scripts" %}{{ package_imports }}{% endif %}
-from scripts.revision_history import (
+
+from alembic_rollout.revision_history import (
     HistoryError,
     run_command,
     script_directory,
 )
-from scripts.scratch_server import configured_settings, run
-{%- if code_dir > "scripts" %}{{ package_imports }}{% endif %}
+from alembic_rollout.revision_log import accept_revision
+from alembic_rollout.scratch_server import configured_settings, run
+from alembic_rollout.service import create_direct_engine
 
 
 def accept() -> list[str]:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts accept-revision",
+        prog="alembic-rollout accept-revision",
     )
     parser.add_argument("revision", help="the applied, edited revision")
     parser.add_argument("--reason", required=True, help="why it is safe")

@@ -1,0 +1,55 @@
+"""`alembic-rollout COMMAND [ARGUMENTS]` (or `python -m alembic_rollout`): the
+tools, run from the service's folder by its Makefile, pre-commit hooks and
+alembic.ini's post-write hook alike.
+
+Each command is a module of `alembic_rollout.commands` with one job, and only
+the module of the command that runs is imported: `record-head` also runs in
+`make squash`'s temporary copy of the project, which has no package.
+"""
+
+import runpy
+import sys
+
+# Command, module, and what it does (the first line of `--help`).
+COMMANDS = {
+    "db": ("local_postgres", "start or stop the project's own PostgreSQL"),
+    "lint-migrations": ("lint_migrations", "lint each revision's SQL with squawk"),
+    "check-history": ("check_history", "one head, recorded in head_revision.txt"),
+    "record-head": ("record_head", "write head_revision.txt (post-write hook)"),
+    "rebase-revision": ("rebase_revision", "move your revisions on top of theirs"),
+    "squash": ("squash_history", "revisions up to REV become one proven baseline"),
+    "rehearse": ("rehearsal", "apply new revisions under synthetic traffic"),
+    "check-compat": ("check_compat", "the base's code against this schema"),
+    "check-released": ("check_released", "released revisions left unchanged"),
+    "revision-log": ("show_revision_log", "the database's revision log"),
+    "accept-revision": ("accept_revision", "accept an edited, applied revision"),
+    "template-source": ("template_source", "can copier update find the template"),
+}
+PROGRAM = "alembic-rollout"
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"usage: {PROGRAM} COMMAND [ARGUMENTS]", "", "commands:"]
+    for command, (_, summary) in COMMANDS.items():
+        lines.append(f"  {command.ljust(width)}  {summary}")
+    lines.append(f"\n`{PROGRAM} COMMAND --help` tells more of most of them.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(usage())
+        return
+    if len(sys.argv) < 2:
+        sys.exit(usage())
+    if sys.argv[1] not in COMMANDS:
+        sys.exit(f"{PROGRAM}: no command {sys.argv[1]!r}\n\n{usage()}")
+    command, *arguments = sys.argv[1:]
+    module = f"alembic_rollout.commands.{COMMANDS[command][0]}"
+    sys.argv = [f"{PROGRAM} {command}", *arguments]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

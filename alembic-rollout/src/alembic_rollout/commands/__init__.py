@@ -1,0 +1,1 @@
+"""The tools of `alembic-rollout COMMAND`, one module each (__main__.py)."""

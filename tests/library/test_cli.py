@@ -1,0 +1,43 @@
+"""`alembic-rollout COMMAND`: the commands are listed, and a mistyped one is refused."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alembic_rollout", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_the_tools(tmp_path: Path) -> None:
+    shown = cli("--help", cwd=tmp_path)
+
+    assert shown.returncode == 0
+    listed = [line.split()[0] for line in shown.stdout.splitlines() if line.startswith("  ")]
+    for command in ("rehearse", "check-compat", "check-released", "squash", "lint-migrations"):
+        assert command in listed
+
+
+def test_a_mistyped_command_is_refused_with_the_list(tmp_path: Path) -> None:
+    refused = cli("check-histroy", cwd=tmp_path)
+
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("alembic-rollout: no command 'check-histroy'")
+    assert "  check-history " in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_outside_a_service_it_says_where_to_run(tmp_path: Path) -> None:
+    refused = cli("check-history", cwd=tmp_path)
+
+    assert refused.returncode == 1
+    assert "no alembic.ini with a pyproject.toml beside it" in refused.stderr
+    assert "run this from the service's folder" in refused.stderr
+    assert "Traceback" not in refused.stderr
