@@ -181,7 +181,8 @@ def release_kind(commit: str) -> tuple[object, ...]:
         if re.fullmatch(r"template/\{\{code_dir\}\}/\w+\.py(\.jinja)?", path)
     ]
     return (
-        any("lint_migrations" in path for path in listed),
+        # The migration lint: in scripts/ from v0.3.0, in the vendored library from v0.17.0.
+        any("lint_migrations" in path or "/vendor/" in path for path in listed),
         any(path.endswith("head_revision.txt.jinja") for path in listed),
         # The revision log: in the package from v0.15.0, in the vendored library from v0.17.0.
         any(path.endswith("revision_log.py") or "/vendor/" in path for path in listed),
