@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -34,8 +36,9 @@ def test_a_mistyped_command_is_refused_with_the_list(tmp_path: Path) -> None:
     assert "Traceback" not in refused.stderr
 
 
-def test_outside_a_service_it_says_where_to_run(tmp_path: Path) -> None:
-    refused = cli("check-history", cwd=tmp_path)
+@pytest.mark.parametrize("command", ["check-history", "lint-migrations", "template-source"])
+def test_outside_a_service_it_says_where_to_run(command: str, tmp_path: Path) -> None:
+    refused = cli(command, cwd=tmp_path)
 
     assert refused.returncode == 1
     assert "no alembic.ini with a pyproject.toml beside it" in refused.stderr

@@ -10,6 +10,8 @@ the module of the command that runs is imported: `record-head` also runs in
 import runpy
 import sys
 
+from alembic_rollout.service import ServiceError
+
 # Command, module, and what it does (the first line of `--help`).
 COMMANDS = {
     "db": ("local_postgres", "start or stop the project's own PostgreSQL"),
@@ -48,7 +50,10 @@ def main() -> None:
     command, *arguments = sys.argv[1:]
     module = f"alembic_rollout.commands.{COMMANDS[command][0]}"
     sys.argv = [f"{PROGRAM} {command}", *arguments]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except ServiceError as error:  # Run outside a service, or misconfigured.
+        sys.exit(f"{PROGRAM} {command}: {error}")
 
 
 if __name__ == "__main__":
