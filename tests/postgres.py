@@ -44,7 +44,7 @@ def postgres_server() -> Iterator[URL]:
         return
     # The wheel keeps a lock file in XDG_RUNTIME_DIR, which CI runners lack
     # (platformdirs then warns on every run): a private one, as services do
-    # (template/scripts/local_postgres.py.jinja).
+    # (alembic_rollout.commands.local_postgres).
     if "XDG_RUNTIME_DIR" not in os.environ:
         runtime_dir = Path(tempfile.gettempdir()) / f"embedded-postgres-{os.getuid()}"
         runtime_dir.mkdir(exist_ok=True)

