@@ -1,10 +1,14 @@
 """Rendering the template from the working tree, and the answer sets to render."""
 
+import atexit
+import functools
 import itertools
+import json
 import random
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,16 +105,29 @@ def copy_template(destination: Path) -> Path:
 
 
 def render_service(destination: Path, **answers: Any) -> Path:
-    """Render the working tree (uncommitted changes included) with these answers."""
+    """The working tree (uncommitted changes included) rendered with these answers.
+
+    Rendered once per answer set in a test process, then copied: Copier clones the
+    template for every render, and a test changes its copy freely.
+    """
+    rendered = _rendered(json.dumps(answers, sort_keys=True))
+    shutil.copytree(rendered, destination, symlinks=True, dirs_exist_ok=True)
+    return destination
+
+
+@functools.cache
+def _rendered(answers: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="template-render-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     run_copy(
         str(TEMPLATE_ROOT),
-        destination,
-        data=answers,
+        folder / "service",
+        data=json.loads(answers),
         defaults=True,
         vcs_ref="HEAD",
         quiet=True,
     )
-    return destination
+    return folder / "service"
 
 
 def rendered_files(project: Path) -> Iterator[Path]:
@@ -166,8 +183,8 @@ def release_commits() -> list[str]:
 
 def release_kind(commit: str) -> tuple[object, ...]:
     """What an update from `commit` has to merge into: the features its services have
-    (the migration lint, the head record, the revision log, the web layer) and how many
-    modules their package has. Releases of one kind take the same path through an update."""
+    (the migration lint, the head record, the revision log, the web layer, the vendored
+    library). Releases of one kind take the same path through an update."""
     listed = subprocess.run(
         ["git", "ls-tree", "-r", "--name-only", commit, "template"],
         cwd=TEMPLATE_ROOT,
@@ -175,11 +192,6 @@ def release_kind(commit: str) -> tuple[object, ...]:
         text=True,
         check=True,
     ).stdout.splitlines()
-    modules = [
-        path
-        for path in listed
-        if re.fullmatch(r"template/\{\{code_dir\}\}/\w+\.py(\.jinja)?", path)
-    ]
     return (
         # The migration lint: in scripts/ from v0.3.0, in the vendored library from v0.17.0.
         any("lint_migrations" in path or "/vendor/" in path for path in listed),
@@ -187,7 +199,7 @@ def release_kind(commit: str) -> tuple[object, ...]:
         # The revision log: in the package from v0.15.0, in the vendored library from v0.17.0.
         any(path.endswith("revision_log.py") or "/vendor/" in path for path in listed),
         any("main.py" in path for path in listed),
-        len(modules),
+        any("/vendor/" in path for path in listed),
     )
 
 
