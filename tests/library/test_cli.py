@@ -44,3 +44,12 @@ def test_outside_a_service_it_says_where_to_run(command: str, tmp_path: Path) ->
     assert "no alembic.ini with a pyproject.toml beside it" in refused.stderr
     assert "run this from the service's folder" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("command", ["record-head", "check-history", "db"])
+def test_help_of_a_command_without_options_runs_nothing(command: str, tmp_path: Path) -> None:
+    shown = cli(command, "--help", cwd=tmp_path)
+
+    assert shown.returncode == 0
+    assert shown.stdout.strip() and "Traceback" not in shown.stderr
+    assert list(tmp_path.iterdir()) == []

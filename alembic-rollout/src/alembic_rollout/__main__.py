@@ -7,6 +7,7 @@ the module of the command that runs is imported: `record-head` also runs in
 `make squash`'s temporary copy of the project, which has no package.
 """
 
+import importlib
 import runpy
 import sys
 
@@ -23,11 +24,15 @@ COMMANDS = {
     "rehearse": ("rehearsal", "apply new revisions under synthetic traffic"),
     "check-compat": ("check_compat", "the base's code against this schema"),
     "check-released": ("check_released", "released revisions left unchanged"),
+    "drift": ("drift", "the live schema against what its history builds"),
     "revision-log": ("show_revision_log", "the database's revision log"),
     "accept-revision": ("accept_revision", "accept an edited, applied revision"),
     "template-source": ("template_source", "can copier update find the template"),
 }
 PROGRAM = "alembic-rollout"
+# Commands without options of their own: `COMMAND --help` shows their module's
+# docstring instead of running them.
+WITHOUT_OPTIONS = {"db", "check-history", "record-head", "rebase-revision", "template-source"}
 
 
 def usage() -> str:
@@ -49,9 +54,13 @@ def main() -> None:
         sys.exit(f"{PROGRAM}: no command {sys.argv[1]!r}\n\n{usage()}")
     command, *arguments = sys.argv[1:]
     module = f"alembic_rollout.commands.{COMMANDS[command][0]}"
+    if command in WITHOUT_OPTIONS and arguments in (["-h"], ["--help"]):
+        print(importlib.import_module(module).__doc__)
+        return
+    # argparse names the program after argv[0], as `make help` shows it.
     sys.argv = [f"{PROGRAM} {command}", *arguments]
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        runpy.run_module(module, run_name="__main__")
     except ServiceError as error:  # Run outside a service, or misconfigured.
         sys.exit(f"{PROGRAM} {command}: {error}")
 

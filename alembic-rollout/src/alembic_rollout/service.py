@@ -14,6 +14,8 @@ The package provides:
   `rehearsal_rows` and `rehearsal_max_wait_ms`;
 - `database.create_direct_engine(settings, database=None, url=None)`: one
   connection at a time to PostgreSQL itself;
+- `migration_policy.LOCK_KEY`: the migration lock's key (`make drift` stops
+  while a migration holds it);
 - optionally `revision_writing`, imported for how autogenerate writes
   revisions (enum types), before `make squash` writes its baseline.
 
@@ -93,7 +95,15 @@ def package_module(name: str) -> ModuleType:
     root = str(project_root())
     if root not in sys.path:
         sys.path.insert(0, root)
-    return importlib.import_module(f"{package}.{name}")
+    try:
+        return importlib.import_module(f"{package}.{name}")
+    except ModuleNotFoundError as error:
+        if error.name not in (package, f"{package}.{name}"):
+            raise  # A module that the service's own code imports.
+        raise ServiceError(
+            f'package = "{package}" in [tool.alembic-rollout] (pyproject.toml): '
+            f"{error}; name the folder that holds config.py and database.py"
+        ) from None
 
 
 def settings_error() -> type[Exception]:
@@ -118,6 +128,11 @@ def create_direct_engine(
         package_module("database").create_direct_engine,
     )
     return create(settings, database=database, url=url)
+
+
+def lock_key() -> str:
+    """The migration lock's key: `LOCK_KEY` of the package's migration_policy."""
+    return str(package_module("migration_policy").LOCK_KEY)
 
 
 def load_revision_writing() -> None:
