@@ -41,7 +41,7 @@ def test_template_readme_lists_every_question_with_its_default() -> None:
 
 def without_github_expressions(source: str) -> str:
     """A workflow's `${{ github... }}` is GitHub's syntax, not a Jinja leftover."""
-    return re.sub(r"\$\{\{ [a-z_.]+ \}\}", "", source)
+    return re.sub(r"\$\{\{ [A-Za-z_.]+ \}\}", "", source)
 
 
 @pytest.mark.parametrize("answers", ANSWER_SETS, ids=answer_set_id)
@@ -187,13 +187,30 @@ def ci_steps(project: Path, ci: str) -> list[str | None]:
         # actionlint also refuses actions on a runtime GitHub has removed (node20).
         check_file([tool("actionlint"), str(workflow)])
         check_file(json_schema_check("vendor.github-workflows", workflow))
-        steps = yaml.safe_load(workflow.read_text())["jobs"]["test"]["steps"]
-        return [step.get("run") for step in steps]
+        jobs = yaml.safe_load(workflow.read_text())["jobs"]
+        assert_drift_runs_on_schedule(jobs["drift"], "${{ secrets.DRIFT_DATABASE_URL }}")
+        assert [step.get("run") for step in jobs["drift"]["steps"]][2:4] == [
+            "uv sync",
+            "make drift",
+        ]
+        return [step.get("run") for step in jobs["test"]["steps"]]
     if ci == "gitlab":
         check_file(json_schema_check("vendor.gitlab-ci", gitlab_ci))
-        script: list[str | None] = yaml.safe_load(gitlab_ci.read_text())["test"]["script"]
+        pipeline = yaml.safe_load(gitlab_ci.read_text())
+        assert_drift_runs_on_schedule(pipeline["drift"], "$DRIFT_DATABASE_URL")
+        assert pipeline["drift"]["script"] == ["uv sync", "make drift"]
+        script: list[str | None] = pipeline["test"]["script"]
         return script
     return []
+
+
+def assert_drift_runs_on_schedule(job: dict[str, Any], database_url: str) -> None:
+    """`make drift` on schedules only, against the secret's database, never the test
+    job's: its settings come from that one variable."""
+    condition = job["if"] if "if" in job else job["rules"][0]["if"]
+    assert "schedule" in condition
+    settings = job["env"] if "env" in job else job["variables"]
+    assert settings == {"DATABASE_URL": database_url}
 
 
 def tool(name: str) -> str:
