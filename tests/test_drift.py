@@ -98,7 +98,7 @@ def test_drift_is_named_by_a_reader_that_changes_nothing(
     assert declared.returncode == NO_DRIFT, declared.stdout + declared.stderr
     assert "No drift:" in declared.stdout
     assert "index ix_hotels_title_by_hand: here, not in the history" in declared.stdout
-    assert "(incident 142; its revision is on the way)" in declared.stdout
+    assert "; declared: incident 142; its revision is on the way" in declared.stdout
 
 
 def test_what_cannot_be_compared_is_refused_in_a_sentence(
@@ -108,6 +108,7 @@ def test_what_cannot_be_compared_is_refused_in_a_sentence(
 
     never_migrated = drift(project, database_url)
     assert never_migrated.returncode == REFUSED
+    assert f"{database_url.database} on " in never_migrated.stderr
     assert "has no alembic_version table" in never_migrated.stderr
     assert '"A database that already has the tables"' in never_migrated.stderr
 
@@ -128,6 +129,10 @@ def test_what_cannot_be_compared_is_refused_in_a_sentence(
     unreachable = drift(project, closed)
     assert unreachable.returncode == REFUSED
     assert unreachable.stderr.startswith("make drift: Cannot connect to PostgreSQL at 127.0.0.1")
-    for refusal in (never_migrated, in_progress, unknown, unreachable):
+    missing = drift(project, database_url.set(database=f"{database_url.database}_missing"))
+    assert missing.returncode == REFUSED
+    assert missing.stderr.startswith("make drift: Cannot connect to PostgreSQL")
+    assert "does not exist" in missing.stderr
+    for refusal in (never_migrated, in_progress, unknown, unreachable, missing):
         assert len(refusal.stderr.strip().splitlines()) == 1, refusal.stderr
         assert "Traceback" not in refusal.stderr

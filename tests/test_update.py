@@ -184,7 +184,7 @@ def test_the_readme_render_command_gives_a_service_that_updates(
     assert subprocess.run(source_check, cwd=service, timeout=60).returncode == 0
     git(clone, "config", "user.email", "template@example.com")
     git(clone, "config", "user.name", "Template")
-    replace_once(clone / "template" / ".gitignore", ".env\n", ".env\n# Template 0.2.0\n")
+    replace_once(clone / "template" / ".gitignore", "\n.env\n", "\n.env\n# Template 0.2.0\n")
     release(clone, "v0.2.0")
 
     updated = subprocess.run(
@@ -229,7 +229,7 @@ def test_the_lowest_declared_copier_renders_and_updates_keeping_the_history(
     replace_once(revision, '"""Make email unique', '"""Make email unique (ours)')
     commit_all(service, "Render the service, edit a revision")
     template = template_repository / "template"
-    replace_once(template / ".gitignore", ".env\n", ".env\n# Template 0.2.0\n")
+    replace_once(template / ".gitignore", "\n.env\n", "\n.env\n# Template 0.2.0\n")
     (shipped,) = template.glob("*/versions/*make_email_unique.py*")
     shipped.write_text(shipped.read_text() + "# Template 0.2.0\n")
     release(template_repository, "v0.2.0")

@@ -153,7 +153,12 @@ def test_declared_differences_are_set_apart_with_their_reason(
 
 @pytest.mark.parametrize(
     "text",
-    ['[[declared]]\nobject = "view daily"\n', "[[declared]\nobject = 1"],
+    [
+        '[[declared]]\nobject = "view daily"\n',
+        "[[declared]\nobject = 1",
+        '[declared]\nobject = "view daily"\nreason = "one table, not a list"\n',
+        '[[exceptions]]\nobject = "view daily"\nreason = "another name"\n',
+    ],
 )
 def test_a_bad_exceptions_file_is_refused_in_a_sentence(tmp_path: Path, text: str) -> None:
     (tmp_path / "drift-exceptions.toml").write_text(text)

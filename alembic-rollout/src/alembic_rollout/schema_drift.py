@@ -64,13 +64,21 @@ def load_exceptions(root: Path) -> list[Declared]:
     if not path.exists():
         return []
     try:
-        entries = tomllib.loads(path.read_text()).get("declared", [])
+        content = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ExceptionsError(f"{EXCEPTIONS_FILE} is not valid TOML: {error}") from None
+    entries = content.get("declared", [])
+    unknown = sorted(set(content) - {"declared"})
+    if unknown or not isinstance(entries, list):
+        found = ", ".join(unknown) or "[declared] (a single table)"
+        raise ExceptionsError(
+            f"{EXCEPTIONS_FILE} holds {found}; it lists each object in a table of its "
+            'own: [[declared]], with object = "..." and reason = "..."'
+        )
     declared = []
     for number, entry in enumerate(entries, start=1):
         pattern, reason = entry.get("object"), entry.get("reason")
-        if not isinstance(pattern, str) or not isinstance(reason, str) or not reason.strip():
+        if not (isinstance(pattern, str) and isinstance(reason, str) and reason.strip()):
             raise ExceptionsError(
                 f"{EXCEPTIONS_FILE}: [[declared]] number {number} needs an object "
                 '(object = "index ix_hotels_title") and a reason (reason = "...")'

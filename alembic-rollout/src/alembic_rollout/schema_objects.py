@@ -100,7 +100,7 @@ UNION ALL
 SELECT 'view', '', c.oid::regclass::text, pg_get_viewdef(c.oid),
        format('CREATE %sVIEW %s AS %s',
               CASE WHEN c.relkind = 'm' THEN 'MATERIALIZED ' ELSE '' END,
-              c.oid::regclass, pg_get_viewdef(c.oid)),
+              c.oid::regclass, ltrim(pg_get_viewdef(c.oid))),
        NULL, NULL, NULL
 FROM pg_class c
 WHERE c.oid IN ({OWN_RELATIONS}) AND c.relkind IN ('v', 'm')

@@ -30,6 +30,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from sqlalchemy import Connection, inspect, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -77,8 +78,9 @@ class DeployInProgress(Exception):
 class LiveDatabase:
     """What drift reads of the live database, in one READ ONLY transaction."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, database: str) -> None:
         self.key = key
+        self.database = database
         self.heads: tuple[str, ...] = ()
         self.objects: Objects = {}
 
@@ -95,7 +97,8 @@ class LiveDatabase:
                 "«База, в которой таблицы уже есть»",
             )
             raise HistoryError(
-                "it has no alembic_version table: Alembic has never run there, so "
+                f"{self.database} has no alembic_version table: Alembic has never run "
+                "there, so "
                 "there is no recorded revision to compare with. To bring it under "
                 f"the history, see {adopt} in the README (a baseline revision, then "
                 "`alembic stamp head` on it)"
@@ -104,13 +107,24 @@ class LiveDatabase:
         self.objects = schema_objects(connection)
 
 
+class CannotConnect(Exception):
+    """The server refused the connection, or was not there."""
+
+
 def read_only(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
-    """`work` on a connection of its own, whose transaction is rolled back."""
+    """`work` on a connection of its own, whose transaction is rolled back.
+    A connection that cannot be made is a CannotConnect, in one line."""
 
     async def on_connection() -> T:
         try:
-            async with engine.connect() as connection:
+            try:
+                connection = await engine.connect()
+            except (OSError, DBAPIError) as error:
+                raise CannotConnect(describe_connect_failure(engine, error)) from None
+            try:
                 return await connection.run_sync(work)
+            finally:
+                await connection.close()  # Rolls the transaction back.
         finally:
             await engine.dispose()
 
@@ -145,11 +159,13 @@ def drift() -> int:
     scripts = script_directory()
     engine = create_direct_engine(settings)
     database = f"{engine.url.database} on {engine.url.host or 'a local socket'}"
-    live = LiveDatabase(lock_key())
+    live = LiveDatabase(lock_key(), database)
     try:
         read_only(engine, live.read)
-    except UNREACHABLE as error:
-        raise HistoryError(describe_connect_failure(engine, error)) from None
+    except CannotConnect as error:
+        raise HistoryError(str(error)) from None
+    except DBAPIError as error:  # Connected, but could not read (a privilege?).
+        raise HistoryError(f"reading {database} failed: {unreachable(error)}") from None
     known = {script.revision for script in scripts.walk_revisions()}
     unknown = [head for head in live.heads if head not in known]
     if unknown:
@@ -187,9 +203,10 @@ def report(
         print(
             f"Drift: {database}, at {at}, differs from the schema its history builds "
             f"in {len(drifted)} place(s). Each comes with the SQL that reproduces it: "
-            "to keep a change, put its SQL in a new revision (`make revision`); to "
-            "drop it, undo it by hand; to keep it outside Alembic, declare it in "
-            f"{EXCEPTIONS_FILE}."
+            "to keep a change, write a revision that runs it (`uv run alembic revision "
+            "-m ...`, with op.execute() or the matching op) and change the models to "
+            "match; to drop it, undo it by hand; to keep it outside Alembic, declare "
+            f"it in {EXCEPTIONS_FILE}."
         )
         group = None
         for difference in drifted:
@@ -205,7 +222,8 @@ def report(
         print(f"\nDeclared, not drift ({EXCEPTIONS_FILE}):")
         for difference in kept:
             assert difference.declared is not None
-            print(f"  {difference.label}: {difference.words} ({difference.declared.reason})")
+            reason = difference.declared.reason
+            print(f"  {difference.label}: {difference.words}; declared: {reason}")
     for entry in unmatched(declared, differences):
         print(f"Declared but not found, so no longer needed: {entry.pattern} ({EXCEPTIONS_FILE}).")
 
@@ -225,6 +243,9 @@ def main() -> None:
         status = REFUSED
     except UNREACHABLE as error:
         print(f"make drift: {unreachable(error)}", file=sys.stderr)
+        status = REFUSED
+    except CommandError as error:  # The replay: a revision that fails to apply.
+        print(f"make drift: replaying the history failed: {error}", file=sys.stderr)
         status = REFUSED
     sys.exit(status)
 
