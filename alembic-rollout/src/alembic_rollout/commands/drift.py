@@ -98,10 +98,9 @@ class LiveDatabase:
             )
             raise HistoryError(
                 f"{self.database} has no alembic_version table: Alembic has never run "
-                "there, so "
-                "there is no recorded revision to compare with. To bring it under "
-                f"the history, see {adopt} in the README (a baseline revision, then "
-                "`alembic stamp head` on it)"
+                "there, so there is no recorded revision to compare with. To bring it "
+                f"under the history, see {adopt} in the README (a baseline revision, "
+                "then `alembic stamp head` on it)"
             )
         self.heads = MigrationContext.configure(connection).get_current_heads()
         self.objects = schema_objects(connection)
