@@ -3,6 +3,8 @@ and the benchmarks."""
 
 import asyncio
 import collections
+import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -72,6 +74,24 @@ def served(
             if server.poll() is None:
                 server.terminate()
                 server.wait(timeout=30)
+
+
+def dockerfile_command(dockerfile: Path) -> list[str]:
+    (command,) = [line for line in dockerfile.read_text().splitlines() if line.startswith("CMD")]
+    return list(json.loads(command.removeprefix("CMD")))
+
+
+def dockerfile_env(dockerfile: Path) -> dict[str, str]:
+    """The final stage's `ENV NAME=value ...` settings, but PATH (the image's venv)."""
+    final_stage = dockerfile.read_text().rsplit("\nFROM ", 1)[1]
+    settings = {}
+    for line in final_stage.splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line.removeprefix("ENV ")):
+                name, value = pair.split("=", 1)
+                settings[name] = value
+    settings.pop("PATH", None)
+    return settings
 
 
 def read_log(handle: tuple[Any, Any]) -> str:

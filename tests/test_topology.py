@@ -10,7 +10,6 @@ routes through PgBouncer under concurrent load.
 """
 
 import asyncio
-import json
 import os
 import shutil
 import subprocess
@@ -27,7 +26,14 @@ from tests.alembic_cli import Alembic
 from tests.pgbouncer import NOT_INSTALLED, PGBOUNCER, SERVER_CONNECTIONS, pgbouncer
 from tests.postgres import connect, create_database, drop_database
 from tests.rendering import render_service
-from tests.serving import free_port, mixed_load, read_log, served
+from tests.serving import (
+    dockerfile_command,
+    dockerfile_env,
+    free_port,
+    mixed_load,
+    read_log,
+    served,
+)
 
 pytestmark = [
     pytest.mark.reliability,
@@ -50,11 +56,6 @@ def build_context(project: Path, destination: Path) -> Path:
     ignored = {pattern for pattern in patterns if pattern and not pattern.startswith("#")}
     shutil.copytree(project, destination, ignore=lambda _, names: ignored & set(names))
     return destination
-
-
-def dockerfile_command(dockerfile: Path) -> list[str]:
-    (command,) = [line for line in dockerfile.read_text().splitlines() if line.startswith("CMD")]
-    return list(json.loads(command.removeprefix("CMD")))
 
 
 def prepared_statements_left(pooled_url: URL) -> list[int]:
@@ -93,7 +94,11 @@ def test_image_serves_through_pgbouncer_after_a_direct_migration(
     pooler_port = free_port()
     pooled_url = direct_url.set(host="127.0.0.1", port=pooler_port, password=POOLER_PASSWORD)
     pooled_url = pooled_url.difference_update_query(["host"])
-    image_env = Alembic(image, pooled_url, DB_POOLER="transaction").env
+    # The image's ENV (LOG_FORMAT=json among them), then the deploy's settings.
+    image_env = {
+        **dockerfile_env(image / "Dockerfile"),
+        **Alembic(image, pooled_url, DB_POOLER="transaction").env,
+    }
     image_env["PATH"] = f"{image_bin}{os.pathsep}{os.environ['PATH']}"
     compose = yaml.safe_load((project / "docker-compose.yml").read_text())
     migrate_command = compose["services"]["migrate"]["command"]

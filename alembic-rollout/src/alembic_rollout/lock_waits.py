@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
@@ -200,6 +200,12 @@ def lock_retries(
             waits.relation or "a lock",
             waits.blockers(),
             pause,
+            extra={
+                "attempt": waits.attempts,
+                "lock_timeout_ms": lock_timeout_ms,
+                "relation": waits.relation,
+                "blockers": [asdict(session) for session in waits.sessions],
+            },
         )
 
     return Retrying(

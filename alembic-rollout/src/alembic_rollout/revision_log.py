@@ -15,6 +15,7 @@ one that ran the revisions a squash replaced, its baseline, as `squash`.
 
 import ast
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -39,6 +40,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import INET
+
+# One line per step that ran (alembic.ini's [logger_alembic_rollout]).
+log = logging.getLogger(__name__)
 
 LOG_TABLE = "alembic_version_log"
 # Which rows say what an applied revision's file held when it last ran or
@@ -281,6 +285,19 @@ class StepRecorder:
         }
         # Inline: no RETURNING, which `alembic upgrade --sql` cannot use.
         ctx.execute(revision_log.insert().inline().values(row))
+        if duration is not None:
+            # Before Alembic commits the step: "ran", not "committed".
+            log.info(
+                "%s %s ran in %d ms",
+                direction,
+                revision.revision,
+                duration,
+                extra={
+                    "revision": revision.revision,
+                    "direction": direction,
+                    "duration_ms": duration,
+                },
+            )
 
 
 def accept_revision(

@@ -4,8 +4,9 @@
   timeout: 503 with Retry-After. Told apart by where the error came from
   (SQLAlchemy, or the driver beneath it), never by its text. The next request tries again, so the app
   serves as soon as the database is back, without a restart.
-- Anything else unhandled: 500 with a request id, and nothing of the
-  internals; the same id is in the log line with the traceback.
+- Anything else unhandled: 500 with the request's id, and nothing of the
+  internals; the same id is in the log line with the error's type and
+  traceback.
 - A method the path does not have: 405 with every method it has in Allow.
 """
 
@@ -57,6 +58,7 @@ async def database_unavailable(
         request.method,
         request.url.path,
         reason,
+        extra={"error_type": reason},
     )
     return JSONResponse(
         status_code=503,
@@ -94,13 +96,19 @@ async def database_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-    request_id = uuid.uuid4().hex
+    # The id api/request_log.py gave the request (this handler runs outside
+    # it, and so outside its log context); a new one for a request it never
+    # saw.
+    request_id = getattr(request.state, "request_id", None)
+    request_id = request_id or uuid.uuid4().hex
     logger.error(
-        "request %s failed: %s %s",
+        "request %s failed: %s %s: %s",
         request_id,
         request.method,
         request.url.path,
+        type(error).__name__,
         exc_info=error,
+        extra={"request_id": request_id, "error_type": type(error).__name__},
     )
     return JSONResponse(
         status_code=500,
