@@ -280,7 +280,7 @@ def readme_curl_examples(readme: str) -> list[str]:
 # Commands that read or check, and change nothing, as the README writes them.
 READ_ONLY = re.compile(
     r"uv run alembic (current|history|heads|check|upgrade head --sql)"
-    r"|make (help|check|check-history)"
+    r"|make (help|check|check-history|plan)"
 )
 
 
@@ -350,6 +350,7 @@ def quick_start_in(destination: Path) -> None:
         assert f"{SHIPPED_HEAD} (head)" in typed["uv run alembic current"]
         assert "uv run alembic history" in typed and "uv run alembic check" in typed
         assert "$(" not in typed["make help"] and "rehearse" in typed["make help"]
+        assert typed["make plan"].startswith("-- Nothing to run: ")
         served, log = serve_and_call(project, newcomer_env)
         assert served["/ready"] == (200, {"status": "ready"})
         assert served["/users"][0] == 201 and served["/docs"][0] == 200

@@ -19,23 +19,24 @@ compared: unreachable, not under Alembic, at an unknown revision), 3 a
 deploy is in progress.
 """
 
-import asyncio
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import Connection, inspect, make_url, text
+from sqlalchemy import Connection, make_url, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from alembic_rollout.commands.local_postgres import embedded_server
-from alembic_rollout.connect_failures import describe_connect_failure
+from alembic_rollout.live_reads import (
+    CannotConnect,
+    read_only,
+    recorded_heads,
+    refuse_unknown_heads,
+)
 from alembic_rollout.lock_waits import BlockingSession
 from alembic_rollout.migration_run import LOCK_HOLDER
 from alembic_rollout.revision_history import (
@@ -64,10 +65,8 @@ from alembic_rollout.service import (
     lock_key,
     project_root,
 )
-from alembic_rollout.squash_baselines import refuse_squashed_heads
 
 NO_DRIFT, DRIFT, REFUSED, DEPLOY_IN_PROGRESS = 0, 1, 2, 3
-T = TypeVar("T")
 Objects = dict[tuple[str, str, str], SchemaObject]
 
 
@@ -91,7 +90,8 @@ class LiveDatabase:
         ]
         if holders:
             raise DeployInProgress("; ".join(holders))
-        if not inspect(connection).has_table("alembic_version"):
+        heads = recorded_heads(connection)
+        if heads is None:
             adopt = in_readme(
                 '"A database that already has the tables"',
                 "«База, в которой таблицы уже есть»",
@@ -102,32 +102,8 @@ class LiveDatabase:
                 f"under the history, see {adopt} in the README (a baseline revision, "
                 "then `alembic stamp head` on it)"
             )
-        self.heads = MigrationContext.configure(connection).get_current_heads()
+        self.heads = heads
         self.objects = schema_objects(connection)
-
-
-class CannotConnect(Exception):
-    """The server refused the connection, or was not there."""
-
-
-def read_only(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
-    """`work` on a connection of its own, whose transaction is rolled back.
-    A connection that cannot be made is a CannotConnect, in one line."""
-
-    async def on_connection() -> T:
-        try:
-            try:
-                connection = await engine.connect()
-            except (OSError, DBAPIError) as error:
-                raise CannotConnect(describe_connect_failure(engine, error)) from None
-            try:
-                return await connection.run_sync(work)
-            finally:
-                await connection.close()  # Rolls the transaction back.
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(on_connection())
 
 
 def quiet_config() -> Config:
@@ -166,18 +142,7 @@ def drift() -> int:
         raise HistoryError(str(error)) from None
     except DBAPIError as error:  # Connected, but could not read (a privilege?).
         raise HistoryError(f"reading {database} failed: {unreachable(error)}") from None
-    known = {script.revision for script in scripts.walk_revisions()}
-    unknown = [head for head in live.heads if head not in known]
-    if unknown:
-        try:
-            refuse_squashed_heads(scripts, unknown)
-        except CommandError as error:
-            raise HistoryError(str(error)) from None
-        raise HistoryError(
-            f"it records revision {', '.join(unknown)}, which this checkout's history "
-            "does not have (deployed from a newer branch?): run drift from a checkout "
-            "that has it"
-        )
+    refuse_unknown_heads(scripts, live.heads, "run drift from a checkout that has it")
     at = ", ".join(live.heads) or "base (no revision applied)"
     print(f"Replaying the history to {at} on a throwaway PostgreSQL...", flush=True)
     history = replayed(live.heads, engine.url.drivername)

@@ -1,0 +1,86 @@
+"""`make plan`: the SQL that the next `alembic upgrade head` would run on the
+configured database (MIGRATION_DATABASE_URL, else DATABASE_URL), from the
+revision that database records. Nothing is changed.
+
+The recorded revision is read in a transaction that is rolled back (as
+`make drift` reads it); the SQL, on stdout, is Alembic's offline script
+from that revision to the head, written by this service's env.py: the
+migration lock, the timeouts and the revision log's rows included. Online,
+`alembic upgrade` runs the same statements, and may retry a lock wait,
+which a script cannot. A database at a revision this history does not have
+is refused, naming it.
+"""
+
+import argparse
+import sys
+
+from alembic import command
+from alembic.util import CommandError
+from sqlalchemy.exc import DBAPIError
+
+from alembic_rollout.live_reads import (
+    CannotConnect,
+    read_only,
+    recorded_heads,
+    refuse_unknown_heads,
+)
+from alembic_rollout.revision_history import (
+    UNREACHABLE,
+    HistoryError,
+    alembic_config,
+    new_revisions,
+    script_directory,
+    unreachable,
+)
+from alembic_rollout.scratch_server import configured_settings
+from alembic_rollout.service import ServiceError, create_direct_engine
+
+
+def plan() -> None:
+    settings = configured_settings("make plan")
+    config = alembic_config()
+    scripts = script_directory(config)
+    engine = create_direct_engine(settings)
+    database = f"{engine.url.database} on {engine.url.host or 'a local socket'}"
+    try:
+        heads = read_only(engine, recorded_heads)
+    except CannotConnect as error:
+        raise HistoryError(str(error)) from None
+    except DBAPIError as error:  # Connected, but could not read (a privilege?).
+        raise HistoryError(f"reading {database} failed: {unreachable(error)}") from None
+    heads = heads or ()
+    refuse_unknown_heads(scripts, heads, "plan from a checkout that has it")
+    if len(heads) > 1:
+        raise HistoryError(
+            f"{database} records {len(heads)} heads ({', '.join(heads)}); a plan "
+            "starts from one revision: upgrade each branch to the merge first"
+        )
+    pending = new_revisions(scripts, list(heads))
+    at = heads[0] if heads else "base (no revision applied)"
+    if not pending:
+        print(f"-- Nothing to run: {database} is at the head, {at}.")
+        return
+    ids = ", ".join(script.revision for script in pending)
+    print(f"-- `alembic upgrade head` on {database}, at {at}, would run")
+    print(f"-- {len(pending)} revision(s), {ids}, as this script does:\n", flush=True)
+    start = f"{heads[0]}:" if heads else ""
+    command.upgrade(config, f"{start}head", sql=True)
+
+
+def main() -> None:
+    argparse.ArgumentParser(
+        prog="alembic-rollout plan",
+        description=__doc__.split("\n\n")[0],
+    ).parse_args()
+    try:
+        plan()
+    except (HistoryError, ServiceError) as error:
+        sys.exit(f"make plan: {error}")
+    except UNREACHABLE as error:
+        sys.exit(f"make plan: {unreachable(error)}")
+    except CommandError as error:
+        sys.exit(f"make plan: {error}")
+
+
+if __name__ == "__main__":
+    main()
