@@ -6,6 +6,7 @@ LOG_FORMAT=text stays the local default, and no password reaches either.
 """
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,9 +70,11 @@ def test_the_image_logs_json_lines_with_request_ids(service: Path, database_url:
             traced = client.get("/hotels/404", headers={"X-Request-ID": "trace-42"})
             user = {"email": "first@example.com", "password": PASSWORD}
             created = client.post("/users", json=user)
-            # A table gone under the running app: a bug's 500, not the database's 503.
-            execute(database_url, "DROP TABLE hotels CASCADE")
-            failed = client.get("/hotels")
+            assert client.get("/ready").status_code == 200
+            # A table gone under the running app: a bug's 500, not the database's 503,
+            # whose statement's parameters (an email, a password's hash) are not logged.
+            execute(database_url, "DROP TABLE users CASCADE")
+            failed = client.post("/users", json={**user, "email": "second@example.com"})
         # The line of a request is written as its reply has gone.
         served_log = log_when(log, lambda text: failed.headers["X-Request-ID"] in text)
 
@@ -94,7 +97,12 @@ def test_the_image_logs_json_lines_with_request_ids(service: Path, database_url:
     (error,) = [line for line in lines if line["level"] == "ERROR"]
     assert error["request_id"] == failed_id
     assert error["error_type"] == "ProgrammingError"
+    assert "[SQL parameters hidden due to hide_parameters=True]" in error["exc_info"]
     assert PASSWORD not in served_log + migrated.stdout + migrated.stderr
+    assert "second@example.com" not in served_log and "$argon2" not in served_log
+    # The probes, and the Alembic lines of /ready's check of the head, stay below INFO.
+    assert not any(line["logger"].startswith("alembic") for line in lines)
+    assert not any(line.get("route") in ("/health", "/ready") for line in lines)
 
 
 def test_text_stays_the_local_default(service: Path, database_url: URL) -> None:
@@ -108,6 +116,7 @@ def test_text_stays_the_local_default(service: Path, database_url: URL) -> None:
         assert httpx.get(f"{base}/hotels", timeout=10).status_code == 200
         served_log = log_when(log, lambda text: "GET /hotels " in text)
     assert "INFO  [src.api.request_log] GET /hotels 200 in " in served_log
+    assert re.search(r"GET /hotels 200 in [\d.]+ ms \(request [0-9a-f]{32}\)\n", served_log)
     assert not any(line.startswith("{") for line in served_log.splitlines())
 
     refused = Alembic(service, database_url, LOG_FORMAT="xml").run("current")
@@ -139,5 +148,7 @@ def test_a_lock_wait_retried_is_one_json_line_naming_the_holder(
     assert retries[0]["lock_timeout_ms"] == 500
     (holder,) = retries[-1]["blockers"]
     assert (holder["pid"], holder["application_name"]) == (reader_pid, READER)
+    assert isinstance(holder["transaction_seconds"], float)
+    assert not retries[0]["message"].split(": ", 1)[1].startswith("\n")
     (step,) = [line for line in json_lines(output) if line.get("revision") == "6b1f6b1f6b1f"]
     assert step["duration_ms"] >= 0

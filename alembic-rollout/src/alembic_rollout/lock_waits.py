@@ -49,7 +49,7 @@ WATCHER_APPLICATION_NAME = "migration lock watcher"
 BLOCKING_SESSIONS = text("""
     SELECT waited.relation, blocker.pid, blocker.usename,
            blocker.application_name, host(blocker.client_addr), blocker.state,
-           extract(epoch FROM now() - blocker.xact_start),
+           extract(epoch FROM now() - blocker.xact_start)::float8,
            left(regexp_replace(blocker.query, '\\s+', ' ', 'g'), 120)
     FROM pg_stat_activity AS blocker
     LEFT JOIN (
@@ -196,7 +196,7 @@ def lock_retries(
             lock_timeout_ms,
             waits.attempts,
             time.monotonic() - waits.started_at,
-            (statement or failed_statement(error))[:200],
+            (statement or failed_statement(error)).strip()[:200],
             waits.relation or "a lock",
             waits.blockers(),
             pause,
