@@ -286,6 +286,7 @@ class StepRecorder:
         # Inline: no RETURNING, which `alembic upgrade --sql` cannot use.
         ctx.execute(revision_log.insert().inline().values(row))
         if duration is not None:
+            _trace_step(row, started_ns=time.time_ns() - duration * 1_000_000)
             # Before Alembic commits the step: "ran", not "committed".
             log.info(
                 "%s %s ran in %d ms",
@@ -298,6 +299,19 @@ class StepRecorder:
                     "duration_ms": duration,
                 },
             )
+
+
+def _trace_step(row: dict[str, Any], started_ns: int) -> None:
+    """A span for the step, when OpenTelemetry is installed; it is exported
+    only where the service set up a tracer provider (else a no-op)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return
+    tracer = trace.get_tracer("alembic_rollout")
+    name = f"alembic {row['direction']} {row['revision']}"
+    attributes = {f"alembic.{key}": value for key, value in row.items()}
+    tracer.start_span(name, start_time=started_ns, attributes=attributes).end()
 
 
 def accept_revision(
