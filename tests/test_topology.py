@@ -3,7 +3,7 @@ with the app behind a real PgBouncer in transaction pooling and the migrations o
 direct connection.
 
 For each driver: the build context (the service without what .dockerignore lists) gets
-the Dockerfile's `uv sync --locked --no-dev --extra otel`; `alembic` refuses DB_POOLER=transaction
+the Dockerfile's `uv sync --locked --no-dev --group otel`; `alembic` refuses DB_POOLER=transaction
 without MIGRATION_DATABASE_URL, then the compose file's migrate command migrates
 through MIGRATION_DATABASE_URL; the Dockerfile's command serves /ready and the example
 routes through PgBouncer under concurrent load.
@@ -78,8 +78,8 @@ def test_image_serves_through_pgbouncer_after_a_direct_migration(
     image = build_context(project, tmp_path / "image")
     assert not (image / "tests").exists()
     uv_env = {name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"}
-    # The Dockerfile's install, tracing's extra included.
-    install = ["uv", "sync", "--locked", "--no-dev", "--extra", "otel"]
+    # The Dockerfile's install, tracing's group included.
+    install = ["uv", "sync", "--locked", "--no-dev", "--group", "otel"]
     assert f"    {' '.join(install)}\n" in (image / "Dockerfile").read_text()
     subprocess.run(
         [*install, "--quiet"],
