@@ -93,6 +93,32 @@ def test_alembic_ini_holds_no_url_and_no_space_separated_paths(tmp_path: Path) -
     assert "path_separator = os\n" in ini
 
 
+MESSAGE_AFTER_COPY = {
+    "en": ("my-service is ready. A migrated database and green tests", "готов"),
+    "ru": ("my-service готов. До мигрированной базы и зелёных тестов", "is ready"),
+}
+
+
+@pytest.mark.parametrize("language", MESSAGE_AFTER_COPY)
+def test_copiers_message_after_copy_speaks_the_readmes_language(
+    language: str, tmp_path: Path
+) -> None:
+    destination = tmp_path / "my-service"
+    copied = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults"]
+        + ["--data", f"readme_language={language}", str(TEMPLATE_ROOT), str(destination)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert copied.returncode == 0, copied.stderr
+    shown, foreign = MESSAGE_AFTER_COPY[language]
+    assert shown in copied.stderr and foreign not in copied.stderr
+    # The five commands, one per line, as the quick start gives them.
+    commands = re.findall(r"^  (\S[^#\n]*?)\s*(?:#.*)?$", copied.stderr, re.MULTILINE)
+    assert commands == [f"cd {destination}", "uv sync", "make db", "make migrate", "make test"]
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize(
     ("question", "answer", "explanation"),
