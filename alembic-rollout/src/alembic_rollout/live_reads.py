@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alembic_rollout.connect_failures import describe_connect_failure
-from alembic_rollout.revision_history import HistoryError
+from alembic_rollout.revision_history import HistoryError, unreachable
 from alembic_rollout.squash_baselines import refuse_squashed_heads
 
 T = TypeVar("T")
@@ -44,6 +44,23 @@ def read_only(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
             await engine.dispose()
 
     return asyncio.run(on_connection())
+
+
+def database_name(engine: AsyncEngine) -> str:
+    """The database as a refusal names it, without credentials."""
+    return f"{engine.url.database} on {engine.url.host or 'a local socket'}"
+
+
+def read_live(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
+    """read_only(), with a server that cannot be reached or read as a
+    HistoryError in one line."""
+    try:
+        return read_only(engine, work)
+    except CannotConnect as error:
+        raise HistoryError(str(error)) from None
+    except DBAPIError as error:  # Connected, but could not read (a privilege?).
+        message = f"reading {database_name(engine)} failed: {unreachable(error)}"
+        raise HistoryError(message) from None
 
 
 def recorded_heads(connection: Connection) -> tuple[str, ...] | None:

@@ -26,13 +26,13 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy import Connection, make_url, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from alembic_rollout.commands.local_postgres import embedded_server
 from alembic_rollout.live_reads import (
-    CannotConnect,
+    database_name,
+    read_live,
     read_only,
     recorded_heads,
     refuse_unknown_heads,
@@ -134,14 +134,9 @@ def drift() -> int:
     declared = load_exceptions(project_root())
     scripts = script_directory()
     engine = create_direct_engine(settings)
-    database = f"{engine.url.database} on {engine.url.host or 'a local socket'}"
+    database = database_name(engine)
     live = LiveDatabase(lock_key(), database)
-    try:
-        read_only(engine, live.read)
-    except CannotConnect as error:
-        raise HistoryError(str(error)) from None
-    except DBAPIError as error:  # Connected, but could not read (a privilege?).
-        raise HistoryError(f"reading {database} failed: {unreachable(error)}") from None
+    read_live(engine, live.read)
     refuse_unknown_heads(scripts, live.heads, "run drift from a checkout that has it")
     at = ", ".join(live.heads) or "base (no revision applied)"
     print(f"Replaying the history to {at} on a throwaway PostgreSQL...", flush=True)

@@ -16,11 +16,10 @@ import sys
 
 from alembic import command
 from alembic.util import CommandError
-from sqlalchemy.exc import DBAPIError
 
 from alembic_rollout.live_reads import (
-    CannotConnect,
-    read_only,
+    database_name,
+    read_live,
     recorded_heads,
     refuse_unknown_heads,
 )
@@ -41,14 +40,8 @@ def plan() -> None:
     config = alembic_config()
     scripts = script_directory(config)
     engine = create_direct_engine(settings)
-    database = f"{engine.url.database} on {engine.url.host or 'a local socket'}"
-    try:
-        heads = read_only(engine, recorded_heads)
-    except CannotConnect as error:
-        raise HistoryError(str(error)) from None
-    except DBAPIError as error:  # Connected, but could not read (a privilege?).
-        raise HistoryError(f"reading {database} failed: {unreachable(error)}") from None
-    heads = heads or ()
+    database = database_name(engine)
+    heads = read_live(engine, recorded_heads) or ()
     refuse_unknown_heads(scripts, heads, "plan from a checkout that has it")
     if len(heads) > 1:
         raise HistoryError(
