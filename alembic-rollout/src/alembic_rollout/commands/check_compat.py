@@ -61,6 +61,10 @@ def check_compat(base: str | None, tests: list[str]) -> list[str]:
         tempfile.TemporaryDirectory(prefix="check-compat-") as folder,
         worktree(base, Path(folder) / "base") as code,
     ):
+        # Before the install, which takes seconds: a mistyped path would run nothing.
+        missing = [test for test in tests if not (code / test.split("::", 1)[0]).exists()]
+        if missing:
+            raise HistoryError(f"{base} has no such tests: {' '.join(missing)}")
         notes = install(code)
         plugin = Path(__file__).parent.parent / "compat_plugin"
         report = Path(folder) / "report.xml"
