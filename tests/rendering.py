@@ -24,8 +24,21 @@ QUESTIONS = {
     for name, spec in yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text()).items()
     if not name.startswith("_") and spec.get("when") is not False
 }
-# Questions whose every combination is rendered; the rest are spread over those renders.
+# Questions whose every pair of values is rendered together (the layout's paths and the
+# driver's URL meet in alembic.ini and env.py); the rest are spread over those renders.
 CROSSED = ("code_dir", "migrations_in_code_dir", "db_driver")
+# Questions that matter only together, spread as one: every value of each group is
+# rendered (the defaults first), as the line lengths are only with a formatter, and
+# the web layer's routes differ with and without the example models.
+SPREAD_TOGETHER: dict[tuple[str, ...], list[tuple[Any, ...]]] = {
+    ("formatter", "line_length"): [("black", 88), ("ruff", 79), ("ruff", 120), ("none", 88)],
+    ("web_framework", "example_models"): [
+        ("none", True),
+        ("fastapi", True),
+        ("fastapi", False),
+        ("none", False),
+    ],
+}
 # Free-text questions have no choices to read: the values people use most.
 FREE_TEXT_VALUES: dict[str, list[Any]] = {
     "project_name": ["my-service", "hotel-booking"],
@@ -45,28 +58,54 @@ def question_values(name: str) -> list[Any]:
 
 
 def answer_sets() -> list[dict[str, Any]]:
-    """Every combination of CROSSED, and every value of every other question at least once.
+    """Every pair of values of two CROSSED questions, every value of every other
+    question at least once, and every value of a SPREAD_TOGETHER group.
 
     The first set is all defaults; the other questions' values are spread over the
     rest by a seeded shuffle, so no two questions move in lockstep and the sets stay
     the same from run to run.
     """
     spread = random.Random(20250110)
-    others = [name for name in QUESTIONS if name not in CROSSED]
-    crossed_values = [question_values(name) for name in CROSSED]
+    grouped = [name for group in SPREAD_TOGETHER for name in group]
+    others = [name for name in QUESTIONS if name not in (*CROSSED, *grouped)]
+    spread_values = {
+        **{(name,): [(value,) for value in question_values(name)] for name in others},
+        **SPREAD_TOGETHER,
+    }
     sets = []
-    for combination in itertools.product(*crossed_values):
+    for combination in all_pairs([question_values(name) for name in CROSSED]):
         answers = dict(zip(CROSSED, combination, strict=True))
-        for name in others:
+        for name in [*others, *grouped]:
             answers[name] = QUESTIONS[name]["default"]
         sets.append(answers)
-    for name in others:
-        values = question_values(name)
+    for names, values in spread_values.items():
+        assert values[0] == tuple(QUESTIONS[name]["default"] for name in names), names
         rest = [*values[1:], *spread.choices(values, k=len(sets) - len(values))]
         spread.shuffle(rest)
-        for answers, value in zip(sets[1:], rest, strict=True):
-            answers[name] = value
+        for answers, chosen in zip(sets[1:], rest, strict=True):
+            answers.update(zip(names, chosen, strict=True))
     return sets
+
+
+def all_pairs(columns: list[list[Any]]) -> list[tuple[Any, ...]]:
+    """Combinations, one value from each column, in which every two values of two
+    columns meet at least once: greedily, each the first combination that covers the
+    most pairs not yet covered, so the first is every column's first value."""
+    combinations = list(itertools.product(*columns))
+
+    def pairs(combination: tuple[Any, ...]) -> set[tuple[int, Any, int, Any]]:
+        return {
+            (left, combination[left], right, combination[right])
+            for left, right in itertools.combinations(range(len(combination)), 2)
+        }
+
+    uncovered = set().union(*map(pairs, combinations))
+    chosen = []
+    while uncovered:
+        best = max(combinations, key=lambda combination: len(pairs(combination) & uncovered))
+        chosen.append(best)
+        uncovered -= pairs(best)
+    return chosen
 
 
 def answer_set_id(answers: dict[str, Any]) -> str:
@@ -128,6 +167,21 @@ def _rendered(answers: str) -> Path:
         quiet=True,
     )
     return folder / "service"
+
+
+def lock_dependencies(project: Path) -> None:
+    """The uv.lock that a team commits, resolved once per pyproject.toml in a test
+    process: uv asks the package index again at every resolution (seconds each),
+    and `make check-compat` installs the base from its lock as a team's would."""
+    manifests = sorted(project.glob("vendor/*/pyproject.toml"))
+    key = "\n".join(path.read_text() for path in [project / "pyproject.toml", *manifests])
+    if key not in _LOCKS:
+        subprocess.run(["uv", "lock", "--quiet"], cwd=project, check=True, timeout=180)
+        _LOCKS[key] = (project / "uv.lock").read_bytes()
+    (project / "uv.lock").write_bytes(_LOCKS[key])
+
+
+_LOCKS: dict[str, bytes] = {}
 
 
 def rendered_files(project: Path) -> Iterator[Path]:

@@ -1,7 +1,7 @@
 """`make check-compat`: the released code's own tests, on the schema of a branch.
 
-One fastapi service with the example models, in services/hotels/ of a git
-repository, with `main` (tagged v1) as the release.
+One fastapi service with the example models and its uv.lock, in services/hotels/
+of a git repository, with `main` (tagged v1) as the release.
 Each case is a branch with one revision after the shipped head: a dropped column
 and a renamed one break the release's models, which its tests say by name; a new
 nullable column does not. A release whose own tests fail is said to be broken, not
@@ -28,7 +28,7 @@ from tests.git_repository import (
     init_repository,
     replace_once,
 )
-from tests.rendering import TEMPLATE_ROOT, release_commit, render_service
+from tests.rendering import TEMPLATE_ROOT, lock_dependencies, release_commit, render_service
 from tests.revision_files import Revision
 from tests.service_suite import service_command
 
@@ -58,6 +58,7 @@ ADD_STARS = Revision(
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     monorepo = tmp_path_factory.mktemp("compat")
     project = render_service(monorepo / "services" / "hotels", web_framework="fastapi")
+    lock_dependencies(project)
     init_monorepo(project)
     yield project
 
@@ -121,10 +122,15 @@ def test_a_drop_or_a_rename_breaks_the_release_and_a_new_column_does_not(
     assert f"Compatible: the {code_test_count(service) - 2} tests" in added.stdout
     assert git(service, "worktree", "list").count("\n") == 1
 
-    # A test path that names nothing is no pass.
+    # A test path that names nothing is no pass, and a test name that matches nothing
+    # runs nothing.
     mistyped = check_compat(service, postgres_server_url, "main", "tests/test_modles.py")
     assert mistyped.returncode == 1, mistyped.stdout + mistyped.stderr
-    assert "none of these tests of main ran: tests/test_modles.py" in mistyped.stderr
+    assert "main has no such tests: tests/test_modles.py" in mistyped.stderr
+    unknown = f"{MODEL_TESTS}::test_no_such_test"
+    misnamed = check_compat(service, postgres_server_url, "main", unknown)
+    assert misnamed.returncode == 1, misnamed.stdout + misnamed.stderr
+    assert f"none of these tests of main ran: {unknown}" in misnamed.stderr
 
 
 def test_a_v0_8_0_release_whose_own_test_fails_is_named_broken(

@@ -1,7 +1,7 @@
 """The README's recipes for changing what live code uses, walked through their releases.
 
 One service with the example models (no web layer, so that a release's tests of its
-code are the model tests), in git, `main` the release. The four recipes run side by
+code are the model tests) and its uv.lock, in git, `main` the release. The four recipes run side by
 side, each release taking the next step of each:
 
 - release 2: `hotels.location` is unmapped, retired, and given a default; `rooms.capacity`
@@ -27,7 +27,7 @@ from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
 from tests.git_repository import commit_all, git, init_repository, replace_once
-from tests.rendering import render_service
+from tests.rendering import lock_dependencies, render_service
 from tests.revision_files import Revision
 from tests.service_suite import run_service_tests, service_command
 
@@ -244,6 +244,7 @@ def test_the_recipes_walk_through_their_releases(
     tmp_path: Path, database_url: URL, postgres_server_url: URL
 ) -> None:
     project = render_service(tmp_path / "service")
+    lock_dependencies(project)
     init_repository(project)
     alembic = Alembic(project, database_url)
 

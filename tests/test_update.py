@@ -24,7 +24,9 @@ from tests.rendering import (
     add_bookings_model,
     copy_template,
     release_commit,
+    release_commits,
     release_commits_by_kind,
+    render_service,
 )
 from tests.revision_files import Revision
 from tests.service_suite import run_service_tests
@@ -417,9 +419,35 @@ def test_service_from_a_release_updates_to_head(
         history_check, cwd=service, capture_output=True, text=True, timeout=120
     )
     assert checked.returncode == 0, checked.stderr
-    env = {**alembic.env, "TEST_DATABASE_URL": str(database_url.render_as_string(False))}
-    counts = run_service_tests(service, env)
-    assert set(counts) == {"passed"}, counts
+    # The tree a fresh render has, and the team's work: no file of an older release is
+    # left behind to break what the service runs.
+    fresh = render_service(tmp_path / "fresh")
+    team_files = {"src/models/bookings.py", ".git"}
+    assert tree(service) == tree(fresh) | team_files | set(revision_paths(service))
+    # The service's own suite, where the most has changed since: on the oldest release.
+    if release_commit == release_commits()[-1]:
+        env = {**alembic.env, "TEST_DATABASE_URL": str(database_url.render_as_string(False))}
+        counts = run_service_tests(service, env)
+        assert set(counts) == {"passed"}, counts
+    else:
+        # What the suite's migration tests would show: the team's revision, and the
+        # releases' before it, go down and up again to the models.
+        check = alembic.batch("downgrade base", "upgrade head", "check")[2]
+        assert "No new upgrade operations detected" in check
+
+
+UNTRACKED = {"__pycache__", ".git", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+
+
+def tree(project: Path) -> set[str]:
+    """Every file and folder under `project`, by relative path, but what is inside
+    git's folder and the tools' caches."""
+    paths = {path.relative_to(project) for path in project.rglob("*")}
+    return {path.as_posix() for path in paths if not UNTRACKED & set(path.parts[:-1])}
+
+
+def revision_paths(service: Path) -> list[str]:
+    return [path.relative_to(service).as_posix() for path in service.rglob("versions/*.py")]
 
 
 TEAM_ROUTE = """
