@@ -153,6 +153,7 @@ def test_a_v0_8_0_release_whose_own_test_fails_is_named_broken(
         "async def test_hotel_with_rooms_round_trip(session: AsyncSession) -> None:\n"
         "    assert False\n",
     )
+    lock_dependencies(service)
     init_repository(service)
     git(service, "checkout", "-q", "-b", "updated")
     run_update(service, vcs_ref="HEAD", defaults=True, overwrite=True, quiet=True)

@@ -314,11 +314,17 @@ def quick_start_in(destination: Path) -> None:
     lines = quick_start_lines((project / "README.md").read_text())
     assert len(lines) <= 5 and not any("copier" in line for line in lines)
     assert lines[-1] == "make run"
-    newcomer_env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("TEST_DATABASE_URL", "DATABASE_URL", "VIRTUAL_ENV", "XDG_RUNTIME_DIR")
-    }
+    # Nor PYTHONDONTWRITEBYTECODE, which this machine sets: a newcomer's Python writes
+    # bytecode, and every command after `uv sync` would otherwise compile the service's
+    # virtual environment again (uv installs it uncompiled).
+    unset = (
+        "TEST_DATABASE_URL",
+        "DATABASE_URL",
+        "VIRTUAL_ENV",
+        "XDG_RUNTIME_DIR",
+        "PYTHONDONTWRITEBYTECODE",
+    )
+    newcomer_env = {name: value for name, value in os.environ.items() if name not in unset}
     warnings = []
 
     def run(command: str, expect_success: bool = True) -> str:

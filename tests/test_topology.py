@@ -25,7 +25,7 @@ from sqlalchemy import URL, text
 from tests.alembic_cli import Alembic
 from tests.pgbouncer import NOT_INSTALLED, PGBOUNCER, SERVER_CONNECTIONS, pgbouncer
 from tests.postgres import connect, create_database, drop_database
-from tests.rendering import render_service
+from tests.rendering import lock_dependencies, render_service
 from tests.serving import (
     dockerfile_command,
     dockerfile_env,
@@ -74,7 +74,7 @@ def test_image_serves_through_pgbouncer_after_a_direct_migration(
     code_dir = answers.get("code_dir", "src")
     project = render_service(tmp_path / "service", **answers)
     # A service commits its uv.lock; the Dockerfile builds from it.
-    subprocess.run(["uv", "lock", "--quiet"], cwd=project, check=True, timeout=120)
+    lock_dependencies(project)
     image = build_context(project, tmp_path / "image")
     assert not (image / "tests").exists()
     uv_env = {name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"}
