@@ -92,7 +92,10 @@ def test_each_step_is_logged_and_an_edited_applied_revision_is_refused(
     refused = alembic.run("upgrade", "head")
     assert refused.returncode != 0
     assert f"{HOTELS_REVISION} ({hotels.relative_to(project)})" in refused.stdout
-    assert "the database is unchanged" in refused.stdout
+    assert refused.stdout.count("the database is unchanged") == 1
+    assert f"this checkout changes it (`git diff -- {hotels.relative_to(project)}`)" in (
+        refused.stdout
+    )
     assert f'make accept-revision rev={HOTELS_REVISION} reason="..."' in refused.stdout
     assert database_version(database_url) == version_before
     assert log_rows(database_url) == log_before

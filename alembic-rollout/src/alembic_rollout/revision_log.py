@@ -9,18 +9,22 @@ Before each run, the revisions the database has applied are checked against
 the log: one whose file now does something else was edited after it ran
 here, and the run is refused, unchanged. A database migrated before the log
 existed has its applied revisions recorded at its first run, as `adopt`;
-one that ran the revisions a squash replaced, its baseline, as `squash`.
-`accept` records a deliberate edit (`python -m scripts accept-revision`).
+one that ran the revisions a squash replaced, its baseline, as `squash`,
+and the replaced revision again, as `squash`, when a checkout from before
+the squash migrates it (`make squash` proved both build the same catalog).
+`accept` records a deliberate edit (`make accept-revision`).
 """
 
 import ast
 import hashlib
 import logging
+import subprocess
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import Script, ScriptDirectory
@@ -144,13 +148,15 @@ def _assigns(statement: ast.stmt, names: set[str]) -> bool:
 
 def revision_checksum(revision: Script) -> str:
     assert revision.path is not None
-    return _file_checksum(revision.path)
+    stat = Path(revision.path).stat()
+    return _file_checksum(revision.path, stat.st_mtime_ns, stat.st_size)
 
 
 @cache
-def _file_checksum(path: str) -> str:
-    # Once per file and process: a run checks each applied revision, then
-    # logs each step; a test suite migrates up and down many times.
+def _file_checksum(path: str, mtime_ns: int, size: int) -> str:
+    # Once per version of a file in a process: a run checks each applied
+    # revision, then logs each step; a test suite migrates up and down many
+    # times, and may edit a revision between two runs.
     return checksum(Path(path).read_text(encoding="utf-8"))
 
 
@@ -166,13 +172,32 @@ def applied_revisions(
     return [revision for revision in reversed(list(found)) if revision]
 
 
+class LoggedStep(NamedTuple):
+    """A row of the log that says what an applied revision's file held."""
+
+    direction: str
+    checksum: str
+    applied_at: datetime
+    applied_by: str
+
+
+def logged_steps(connection: Connection) -> dict[str, list[LoggedStep]]:
+    """Each applied revision's rows, oldest first: the last one counts."""
+    log = revision_log.c
+    query = (
+        select(log.revision, log.direction, log.checksum, log.applied_at, log.applied_by)
+        .where(log.direction.in_(APPLIED))
+        .order_by(log.id)
+    )
+    steps: dict[str, list[LoggedStep]] = {}
+    for revision, *step in connection.execute(query):
+        steps.setdefault(revision, []).append(LoggedStep(*step))
+    return steps
+
+
 def logged_checksums(connection: Connection) -> dict[str, str]:
     """Each revision's checksum as the log last recorded it applied."""
-    log = revision_log.c
-    applied = log.direction.in_(APPLIED)
-    query = select(log.revision, log.checksum).where(applied).order_by(log.id)
-    # Later rows replace earlier ones: the last one recorded counts.
-    return {revision: sum_ for revision, sum_ in connection.execute(query)}
+    return {revision: steps[-1].checksum for revision, steps in logged_steps(connection).items()}
 
 
 def has_log(connection: Connection) -> bool:
@@ -190,19 +215,19 @@ def check_applied_revisions(
     `adopt` for one it has no row of (a database migrated before the log
     existed, or stamped), `squash` for a baseline that the database ran as
     the revision it replaced. Earlier rows stay."""
-    recorded = logged_checksums(connection) if has_log(connection) else None
+    recorded = logged_steps(connection) if has_log(connection) else None
     edited, rows = [], []
     for revision in applied_revisions(script, heads):
         now = revision_checksum(revision)
-        logged = (recorded or {}).get(revision.revision)
-        if logged == now:
+        steps = (recorded or {}).get(revision.revision, [])
+        if steps and steps[-1].checksum == now:
             continue
-        if logged is None:
+        if not steps:
             direction = "adopt"
-        elif logged == squashed_checksum(revision):
+        elif steps[-1].checksum == squashed_checksum(revision) or _unsquashed(steps, now):
             direction = "squash"
         else:
-            edited.append((revision, logged, now))
+            edited.append((revision, steps[-1], now))
             continue
         rows.append(
             {
@@ -219,27 +244,76 @@ def check_applied_revisions(
         connection.execute(revision_log.insert(), rows)
 
 
+def _unsquashed(steps: list[LoggedStep], now: str) -> bool:
+    """The revision that a squash baseline replaced, back in a checkout from
+    before the squash: the last row is the baseline's, and the one before it
+    this very file's."""
+    return len(steps) > 1 and steps[-1].direction == "squash" and steps[-2].checksum == now
+
+
 def squashed_checksum(revision: Script) -> str | None:
     """What the revision of a squash baseline's id did before the squash
     (written into the baseline by the service's `make squash`)."""
     return getattr(revision.module, "squashed_checksum", None)
 
 
-def _refusal(edited: list[tuple[Script, str, str]]) -> str:
+RECORDED_BY = {
+    "upgrade": "an upgrade",
+    "adopt": "the log's first run, which adopted it",
+    "accept": "make accept-revision",
+    "squash": "a run across `make squash`",
+    "stamp": "a stamp",
+}
+
+
+def _refusal(edited: list[tuple[Script, LoggedStep, str]]) -> str:
     lines = []
-    for revision, logged, now in edited:
-        sums = f"recorded {logged[:12]}, the file now {now[:12]}"
-        lines.append(f"  {revision.revision} ({_shown(revision)}): {sums}")
+    for revision, step, now in edited:
+        when = step.applied_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        recorded = (
+            f"the database ran another version of it (checksum {step.checksum[:12]}, "
+            f"recorded by {RECORDED_BY[step.direction]}, {when}, as {step.applied_by}); "
+            f"this file does something else ({now[:12]})"
+        )
+        lines.append(f"  {revision.revision} ({_shown(revision)}): {recorded}{_in_git(revision)}.")
     listed = "\n".join(lines)
     first = edited[0][0].revision
     return (
         "Refused: the database is unchanged. These revisions were applied "
-        "here, and their files no longer do what ran here "
-        f"({LOG_TABLE} holds the checksum of what each did when it ran, or "
-        f"when an edit was accepted):\n{listed}\nPut each file back as it "
-        "was (`git diff`, `git log -p -- <file>` show the change). Or, if "
-        "the change is deliberate and this database was fixed by hand to "
-        f'match, record it: make accept-revision rev={first} reason="..."'
+        f"here, and their files no longer do what ran here ({LOG_TABLE}):\n"
+        f"{listed}\nMigrate this database from the checkout that ran them, "
+        "or put the files back as they were then. If the change is deliberate "
+        "and this database was fixed by hand to match, record it: "
+        f'make accept-revision rev={first} reason="..."'
+    )
+
+
+def _in_git(revision: Script) -> str:
+    """What git says of the file, where there is a git (an image has none)."""
+    assert revision.path is not None
+    path = Path(revision.path)
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if status.returncode != 0:
+        return ""
+    shown = _shown(revision)
+    if status.stdout.startswith("??"):
+        return "; git has never seen the file: it was edited after it ran here"
+    if status.stdout.strip():
+        return f"; this checkout changes it (`git diff -- {shown}`)"
+    # As committed: the version that ran was another branch's or commit's.
+    return (
+        "; the file is as this checkout's commit has it, so the database ran "
+        f"another branch's or commit's version (`git log --all -p -- {shown}`)"
     )
 
 
