@@ -16,6 +16,16 @@ def git(cwd: Path, *arguments: str) -> str:
     return result.stdout
 
 
+def identity(name: str, email: str) -> dict[str, str]:
+    """Who commits, as environment variables: for a git command run as a reader types
+    it, on a machine whose git has no user configured."""
+    return {
+        f"GIT_{role}_{part}": value
+        for role in ("AUTHOR", "COMMITTER")
+        for part, value in (("NAME", name), ("EMAIL", email))
+    }
+
+
 def commit_all(repository: Path, message: str) -> None:
     git(repository, "add", "-A")
     git(repository, "commit", "-q", "-m", message)

@@ -94,8 +94,8 @@ def test_alembic_ini_holds_no_url_and_no_space_separated_paths(tmp_path: Path) -
 
 
 MESSAGE_AFTER_COPY = {
-    "en": ("my-service is ready. A migrated database and green tests", "готов"),
-    "ru": ("my-service готов. До мигрированной базы и зелёных тестов", "is ready"),
+    "en": ("my-service is ready. Unless the folder is inside a git repository", "готов"),
+    "ru": ("my-service готов. Если папка ещё не внутри git-репозитория", "is ready"),
 }
 
 
@@ -114,10 +114,12 @@ def test_copiers_message_after_copy_speaks_the_readmes_language(
     assert copied.returncode == 0, copied.stderr
     shown, foreign = MESSAGE_AFTER_COPY[language]
     assert shown in copied.stderr and foreign not in copied.stderr
-    # The five commands, one per line, as the quick start gives them.
+    # The commands, one per line: the repository first, then the quick start's.
     message = copied.stderr.split(shown, 1)[1]
     commands = re.findall(r"^  (\S[^#\n]*?)\s*(?:#.*)?$", message, re.MULTILINE)
-    assert commands == [f"cd {destination}", "uv sync", "make db", "make migrate", "make test"]
+    start_repository = 'git init && git add -A && git commit -qm "Render my-service"'
+    quick_start = ["uv sync", "make db", "make migrate", "make test"]
+    assert commands == [f"cd {destination}", start_repository, *quick_start]
 
 
 @pytest.mark.reliability

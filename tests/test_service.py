@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
+from tests.git_repository import identity
 from tests.import_graph import import_circles
 from tests.postgres import public_tables
 from tests.rendering import (
@@ -342,6 +343,13 @@ def quick_start_in(destination: Path) -> None:
         warnings.extend(line for line in result.stderr.splitlines() if "Warning" in line)
         return result.stdout
 
+    # Right after `copier copy`, the README's quick start makes the folder a repository.
+    readme = (project / "README.md").read_text()
+    before_the_commands = readme.split("## Quick start", 1)[1].split("```bash", 1)[0]
+    (start_repository,) = re.findall(r"`(git init [^`]+)`", before_the_commands)
+    newcomer_env.update(identity("Newcomer", "newcomer@example.com"))
+    run(start_repository)
+    assert run("git status --porcelain") == ""
     try:
         outputs = {line: run(line) for line in lines[:-1]}
         assert warnings == []

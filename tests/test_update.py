@@ -17,7 +17,7 @@ from copier import run_copy, run_update
 from sqlalchemy import URL
 
 from tests.alembic_cli import Alembic
-from tests.git_repository import commit_all, git, replace_once
+from tests.git_repository import commit_all, git, identity, replace_once
 from tests.postgres import log_rows
 from tests.rendering import (
     TEMPLATE_ROOT,
@@ -178,10 +178,14 @@ def test_the_readme_render_command_gives_a_service_that_updates(
     service = tmp_path / "my-service"
     answers = service / ".copier-answers.yml"
     assert f"_src_path: {clone}\n" in answers.read_text()
-    git(service, "init", "-q")
-    git(service, "config", "user.email", "team@example.com")
-    git(service, "config", "user.name", "Team")
-    commit_all(service, "Render the service")
+    # The repository, started as Copier's message after copy says, by a teammate
+    # whose git knows their name.
+    (start_repository,) = re.findall(r"^  (git init .*)$", rendered.stderr, re.MULTILINE)
+    team = identity("Team", "team@example.com")
+    subprocess.run(
+        start_repository, shell=True, cwd=service, env={**os.environ, **team}, check=True
+    )
+    assert git(service, "status", "--porcelain") == ""
     source_check = [sys.executable, "-m", "scripts", "template-source"]
     assert subprocess.run(source_check, cwd=service, timeout=60).returncode == 0
     git(clone, "config", "user.email", "template@example.com")
