@@ -117,7 +117,7 @@ def test_copiers_message_after_copy_speaks_the_readmes_language(
     # The commands, one per line: the repository first, then the quick start's.
     message = copied.stderr.split(shown, 1)[1]
     commands = re.findall(r"^  (\S[^#\n]*?)\s*(?:#.*)?$", message, re.MULTILINE)
-    start_repository = 'git init && git add -A && git commit -qm "Render my-service"'
+    start_repository = 'git init -b main && git add -A && git commit -qm "Render my-service"'
     quick_start = ["uv sync", "make db", "make migrate", "make test"]
     assert commands == [f"cd {destination}", start_repository, *quick_start]
 
