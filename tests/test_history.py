@@ -315,6 +315,7 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
         # The squash is the one change of released revisions that CI lets through.
         released = history_tool(project, alembic, "check-released", "--base", "main")
         assert released.returncode == 0, released.stderr
+        commit_all(project, "Squash")
         older_schema = schema_dump(older)
         refusal = Alembic(project, older).run("upgrade", "head")
         assert refusal.returncode != 0
@@ -322,6 +323,13 @@ def test_squash_writes_a_proven_baseline_in_the_middle_of_a_history(
             f"The database is at {SHIPPED_HEAD}, which the history no longer has: it was "
             f"squashed into the baseline {squash_point}. The database is unchanged."
         ) in refusal.stdout
+        # The checkout it names, typed as the refusal gives it, holds the older revision.
+        (finder,) = re.findall(r"`(git log --diff-filter=A [^`]+)`", refusal.stdout)
+        squash_commit = subprocess.run(
+            finder, shell=True, cwd=project, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        before = git(project, "ls-tree", "-r", "--name-only", f"{squash_commit}^")
+        assert f"{SHIPPED_HEAD}_" in before
         assert version_of(older) == SHIPPED_HEAD and schema_dump(older) == older_schema
 
         assert history_tool(project, alembic, "check-history").returncode == 0

@@ -275,7 +275,9 @@ def _refusal(edited: list[tuple[Script, LoggedStep, str]]) -> str:
             f"recorded by {RECORDED_BY[step.direction]}, {when}, as {step.applied_by}); "
             f"this file does something else ({now[:12]})"
         )
-        lines.append(f"  {revision.revision} ({_shown(revision)}): {recorded}{_in_git(revision)}.")
+        lines.append(
+            f"  {revision.revision} ({shown_path(revision)}): {recorded}{_in_git(revision)}."
+        )
     listed = "\n".join(lines)
     first = edited[0][0].revision
     return (
@@ -305,7 +307,7 @@ def _in_git(revision: Script) -> str:
         return ""
     if status.returncode != 0:
         return ""
-    shown = _shown(revision)
+    shown = shown_path(revision)
     if status.stdout.startswith("??"):
         return "; git has never seen the file: it was edited after it ran here"
     if status.stdout.strip():
@@ -317,7 +319,8 @@ def _in_git(revision: Script) -> str:
     )
 
 
-def _shown(revision: Script) -> str:
+def shown_path(revision: Script) -> str:
+    """The revision's file, relative to the working directory where it can be."""
     assert revision.path is not None
     path = Path(revision.path)
     try:

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
+from alembic_rollout.revision_log import shown_path
+
 
 def squashed_revisions(script: ScriptDirectory) -> dict[str, str]:
     """Each revision a squash replaced, and the baseline that replaced it."""
@@ -34,6 +36,14 @@ def refuse_squashed_heads(
                 f"The database is at {head}, which the history no longer "
                 f"has: it was squashed into the baseline {baseline}. The "
                 "database is unchanged. Upgrade it to "
-                f"{baseline} with a checkout from before the squash "
-                f"(git log -S {head}), then run this again."
+                f"{baseline} with a checkout from before the squash: the "
+                "parent of the commit that added the baseline, which "
+                f"`git log --diff-filter=A --format=%h -- {_file_of(script, baseline)}` "
+                "names. Then run this again."
             )
+
+
+def _file_of(script: ScriptDirectory, revision_id: str) -> str:
+    revision = script.get_revision(revision_id)
+    assert revision is not None
+    return shown_path(revision)
