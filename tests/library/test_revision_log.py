@@ -88,8 +88,9 @@ def directions(connection: Connection) -> list[str]:
 
 
 def test_switching_across_a_squash_and_back_needs_nothing(
-    database_url: URL, tmp_path: Path
+    database_url: URL, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="alembic_rollout.revision_log")
     with connect(database_url) as connection:
         check(history(tmp_path / "main", FIRST, SECOND), connection)
         # The squash branch's baseline holds what b2b2b2b2b2b2 did before it.
@@ -99,6 +100,15 @@ def test_switching_across_a_squash_and_back_needs_nothing(
         check(history(tmp_path / "squash", BASELINE), connection)
 
         assert directions(connection) == ["adopt", "squash", "squash", "squash"]
+        # Each is said as it is recorded.
+        said = [record.getMessage() for record in caplog.records]
+        assert (
+            said.count(
+                "squash b2b2b2b2b2b2 recorded: its file here and the one that ran build the same "
+                "schema (make squash)"
+            )
+            == 3
+        )
         # A version that neither history has is still refused.
         edited = SECOND.replace("rooms (id int)", "rooms (id bigint)")
         message = refusal(history(tmp_path / "main", FIRST, edited), connection)

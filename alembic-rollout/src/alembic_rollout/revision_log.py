@@ -242,6 +242,20 @@ def check_applied_revisions(
         revision_log.create(connection)
     if rows:
         connection.execute(revision_log.insert(), rows)
+    for row in rows:
+        log.info(
+            "%s %s recorded: %s",
+            row["direction"],
+            row["revision"],
+            WHY_RECORDED[row["direction"]],
+            extra={"revision": row["revision"], "direction": row["direction"]},
+        )
+
+
+WHY_RECORDED = {
+    "adopt": "applied before this database had the revision log",
+    "squash": "its file here and the one that ran build the same schema (make squash)",
+}
 
 
 def _unsquashed(steps: list[LoggedStep], now: str) -> bool:
