@@ -218,6 +218,11 @@ def ci_steps(project: Path, ci: str) -> list[str | None]:
         # zizmor, actions not pinned by SHA, tokens kept on disk, broad permissions.
         check_file([tool("actionlint"), str(workflow)])
         check_file([tool("zizmor"), "--offline", str(workflow)])
+        dependabot = project / ".github" / "dependabot.yml"
+        check_file(json_schema_check("vendor.dependabot", dependabot))
+        assert yaml.safe_load(dependabot.read_text())["updates"][0]["package-ecosystem"] == (
+            "github-actions"
+        )
         check_file(json_schema_check("vendor.github-workflows", workflow))
         jobs = yaml.safe_load(workflow.read_text())["jobs"]
         assert_drift_runs_on_schedule(jobs["drift"], "${{ secrets.DRIFT_DATABASE_URL }}")
