@@ -136,10 +136,10 @@ def test_a_refusal_says_which_version_ran_and_what_git_says_of_the_file(
         assert "git" not in outside
         assert 'make accept-revision rev=b2b2b2b2b2b2 reason="..."' in outside
 
-        # Never committed: edited after it ran.
+        # Never committed: git has no version to show.
         subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
         untracked = refusal(history(checkout, FIRST, edited), connection)
-        assert "git has never seen the file: it was edited after it ran here" in untracked
+        assert "the file is not committed, so git cannot show the version that ran" in untracked
 
         # Changed in the working copy: git diff shows how.
         history(checkout, FIRST, SECOND)
@@ -148,8 +148,8 @@ def test_a_refusal_says_which_version_ran_and_what_git_says_of_the_file(
         assert "this checkout changes it (`git diff -- " in changed
         assert "git log" not in changed
 
-        # As committed: the database ran another branch's or commit's version, and
-        # git diff would show nothing.
+        # As committed: the version that ran came from elsewhere, and git diff would
+        # show nothing.
         commit_all(checkout, "Rooms' ids as bigint")
         committed = refusal(history(checkout, FIRST, edited), connection)
         assert "the file is as this checkout's commit has it" in committed

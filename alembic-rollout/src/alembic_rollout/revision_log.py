@@ -323,13 +323,14 @@ def _in_git(revision: Script) -> str:
         return ""
     shown = shown_path(revision)
     if status.stdout.startswith("??"):
-        return "; git has never seen the file: it was edited after it ran here"
+        return "; the file is not committed, so git cannot show the version that ran"
     if status.stdout.strip():
         return f"; this checkout changes it (`git diff -- {shown}`)"
-    # As committed: the version that ran was another branch's or commit's.
+    # As committed: the version that ran came from elsewhere.
     return (
-        "; the file is as this checkout's commit has it, so the database ran "
-        f"another branch's or commit's version (`git log --all -p -- {shown}`)"
+        "; the file is as this checkout's commit has it, so the version that "
+        "ran came from another branch, commit or working copy "
+        f"(`git log --all -p -- {shown}` shows the committed ones)"
     )
 
 
