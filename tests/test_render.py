@@ -95,7 +95,7 @@ def test_alembic_ini_holds_no_url_and_no_space_separated_paths(tmp_path: Path) -
 
 MESSAGE_AFTER_COPY = {
     "en": ("my-service is ready. Unless the folder is inside a git repository", "готов"),
-    "ru": ("my-service готов. Если папка ещё не внутри git-репозитория", "is ready"),
+    "ru": ("Сервис my-service готов. Если папка ещё не лежит в git-репозитории", "is ready"),
 }
 
 
@@ -325,5 +325,5 @@ def test_readme_commands_can_be_typed_and_references_resolve(
     references = re.findall(r'\(README, "([^"]+)"\)', (project / ".env.example").read_text())
     assert references and set(references) <= headings, references
     if language == "ru":
-        warning = "Выкатывайте сжатие только туда, где все базы стоят на `<rev>` или новее"
+        warning = "Применяйте сжатие только там, где все базы стоят на `<rev>` или новее"
         assert warning in " ".join(readme.split())
