@@ -18,7 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from tests.alembic_cli import Alembic
 from tests.postgres import connect, execute
 from tests.rendering import render_service
-from tests.service_suite import PYTEST_ALEMBIC_BUILT_INS, run_service_tests
+from tests.service_suite import (
+    PYTEST_ALEMBIC_BUILT_IN_COUNT,
+    PYTEST_ALEMBIC_BUILT_INS,
+    run_service_tests,
+)
 
 # Each driver once; the second also moves every path that module discovery
 # and pytest-alembic's model check depend on.
@@ -127,15 +131,15 @@ def test_enums_and_empty_revisions_need_no_hand_edits(
     assert "drop(op.get_bind())" in downgrade
 
     # The service's own tests (stairway, downgrade to base leaving no type, the
-    # lint of every revision) and pytest-alembic's built-ins, experimental too.
-    # As a role whose password has every character that breaks a URL or
-    # Alembic's config parser (all_models_register_on_metadata runs Alembic
-    # in a subprocess of its own with the URL it is given).
+    # lint of every revision), as a role whose password has every character that
+    # breaks a URL or Alembic's config parser. With asyncpg, pytest-alembic's
+    # built-ins too, experimental ones included (all_models_register_on_metadata
+    # runs Alembic in a subprocess of its own with the URL it is given); the psycopg
+    # services of test_service.py run them.
     server_url = password_role_server_url.render_as_string(hide_password=False)
-    counts = run_service_tests(
-        project, {**os.environ, "TEST_DATABASE_URL": server_url}, *PYTEST_ALEMBIC_BUILT_INS
-    )
-    assert counts == {"passed": 14}
+    built_ins = PYTEST_ALEMBIC_BUILT_INS if answers["db_driver"] == "asyncpg" else []
+    counts = run_service_tests(project, {**os.environ, "TEST_DATABASE_URL": server_url}, *built_ins)
+    assert counts == {"passed": 8 + (PYTEST_ALEMBIC_BUILT_IN_COUNT if built_ins else 0)}
 
     # A removed value swaps the type, which rewrites the table: the lint says so.
     users = code_dir / "models" / "users.py"

@@ -3,8 +3,9 @@
 One fastapi service with the example models and its uv.lock, in services/hotels/
 of a git repository, with `main` (tagged v1) as the release.
 Each case is a branch with one revision after the shipped head: a dropped column
-and a renamed one break the release's models, which its tests say by name; a new
-nullable column does not. A release whose own tests fail is said to be broken, not
+breaks the release's models, which its tests say by name; a new nullable column does
+not. (A rename breaks them the same way: the release's query names a column that the
+new schema lacks.) A release whose own tests fail is said to be broken, not
 the branch; that release is a v0.8.0 render, with that release's fixtures. The
 failing cases run the release's model tests only (the plugin, the deselection and
 the baseline run are the same for any selection); the passing one runs every test
@@ -39,12 +40,6 @@ DROP_LOCATION = Revision(
     "Drop hotels.location",
     ['op.drop_column("hotels", "location")'],
     ['op.add_column("hotels", sa.Column("location", sa.Text()))'],
-)
-RENAME_TITLE = Revision(
-    "e2e2e2e2e2e2",
-    "Rename hotels.title to name",
-    ['op.alter_column("hotels", "title", new_column_name="name")'],
-    ['op.alter_column("hotels", "name", new_column_name="title")'],
 )
 ADD_STARS = Revision(
     "f3f3f3f3f3f3",
@@ -95,7 +90,7 @@ def code_test_count(project: Path) -> int:
     return sum("::" in line for line in collected.stdout.splitlines())
 
 
-def test_a_drop_or_a_rename_breaks_the_release_and_a_new_column_does_not(
+def test_a_drop_breaks_the_release_and_a_new_column_does_not(
     service: Path, postgres_server_url: URL
 ) -> None:
     branch_with(service, "drop-location", DROP_LOCATION)
@@ -106,12 +101,6 @@ def test_a_drop_or_a_rename_breaks_the_release_and_a_new_column_does_not(
     assert "test_ready_at_the_head" not in dropped.stderr
     # Each failure says why, in its first line: the column the release still uses.
     assert '"location"' in dropped.stderr.split("round_trip: ", 1)[1].splitlines()[0]
-
-    branch_with(service, "rename-title", RENAME_TITLE)
-    renamed = check_compat(service, postgres_server_url, "main", MODEL_TESTS)
-    assert renamed.returncode == 1, renamed.stdout + renamed.stderr
-    assert "breaks on the schema of revision e2e2e2e2e2e2" in renamed.stderr
-    assert "tests/test_models.py::test_hotel_with_rooms_round_trip" in renamed.stderr
 
     branch_with(service, "add-stars", ADD_STARS)
     added = check_compat(service, postgres_server_url, "v1")
