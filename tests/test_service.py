@@ -39,7 +39,7 @@ from tests.service_suite import (
     service_test_count,
 )
 from tests.serving import free_port
-from tests.type_checking import build_library_cache, fresh_cache
+from tests.type_checking import fresh_cache, library_cache
 
 DATED_NAME = re.compile(r"^\d{4}_\d{2}_\d{2}_\d{4}-[0-9a-f]{12}_add_bookings\.py$")
 PLAIN_NAME = re.compile(r"^[0-9a-f]{12}_add_bookings\.py$")
@@ -119,9 +119,9 @@ def test_service_migrates_and_finds_new_models(
 
 
 @pytest.fixture(scope="session")
-def library_type_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def library_type_cache() -> Path:
     """The libraries' types, checked once and copied for each rendered service."""
-    return build_library_cache(tmp_path_factory.mktemp("library-types"))
+    return library_cache()
 
 
 def service_gates(

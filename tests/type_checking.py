@@ -6,13 +6,16 @@ its cache on size and mtime. A cache shared between two services can therefore p
 module it never checked: a `code_dir=app` service, checked after a `src` one, got 17
 errors about `src.config` from the other's cache, and the reverse can hide errors.
 So each service starts from a copy of a cache that holds the libraries alone, built
-once from a module that imports every library the template imports.
+from a module that imports every library the template imports, and kept.
 """
 
+import contextlib
+import hashlib
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -36,19 +39,34 @@ def libraries_the_template_imports() -> list[str]:
     )
 
 
-def build_library_cache(folder: Path) -> Path:
-    """A mypy cache, under the services' own options (strict), of the libraries alone."""
+# Kept between runs (and between .ci/run's two passes): it changes only with the
+# libraries, mypy and Python, which its folder's name is a digest of.
+KEPT_CACHES = TEMPLATE_ROOT / ".cache" / "mypy-libraries"
+
+
+def library_cache() -> Path:
+    """A mypy cache, under the services' own options (strict), of the libraries alone:
+    the one kept for these libraries, else built now and kept."""
     imports = "".join(f"import {name}\n" for name in libraries_the_template_imports())
-    (folder / "third_party_imports.py").write_text(imports)
-    (folder / "pyproject.toml").write_text("[tool.mypy]\nstrict = true\n")
-    cache = folder / "cache"
-    subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(cache), "third_party_imports.py"],
-        cwd=folder,
-        capture_output=True,
-        timeout=300,
-    )
-    return cache
+    key = "\n".join([imports, sys.version, (TEMPLATE_ROOT / "uv.lock").read_text()])
+    kept = KEPT_CACHES / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if kept.exists():
+        return kept
+    KEPT_CACHES.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=KEPT_CACHES) as folder:
+        (Path(folder) / "third_party_imports.py").write_text(imports)
+        (Path(folder) / "pyproject.toml").write_text("[tool.mypy]\nstrict = true\n")
+        cache = Path(folder) / "cache"
+        subprocess.run(
+            [sys.executable, "-m", "mypy", "--cache-dir", str(cache), "third_party_imports.py"],
+            cwd=folder,
+            capture_output=True,
+            timeout=300,
+        )
+        # Another test process may have kept one meanwhile: either will do.
+        with contextlib.suppress(OSError):
+            cache.rename(kept)
+    return kept
 
 
 def fresh_cache(library_cache: Path, destination: Path) -> Path:
