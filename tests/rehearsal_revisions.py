@@ -32,7 +32,7 @@ STEPS = [
     (
         "a1a1a1a1a1a1",
         "Add rating to hotels",
-        'op.add_column("hotels", sa.Column("rating", sa.Integer(), nullable=True))',
+        'op.add_column("hotels", sa.Column("rating", sa.BigInteger(), nullable=True))',
         'op.drop_column("hotels", "rating")',
     ),
     (
@@ -51,7 +51,7 @@ STEPS = [
     (
         "a4a4a4a4a4a4",
         "Add stars to hotels and fill them in one statement",
-        'op.add_column("hotels", sa.Column("stars", sa.Integer(), nullable=True))\n'
+        'op.add_column("hotels", sa.Column("stars", sa.BigInteger(), nullable=True))\n'
         '    op.execute("UPDATE hotels SET stars = 3")',
         'op.drop_column("hotels", "stars")',
     ),

@@ -6,9 +6,12 @@ one rehearsal on 200,000 rows per table: a one-statement UPDATE of every row hol
 each row until it commits, so a client updating one of them waits for the whole
 statement (about 0.6 s on an idle 2-core machine, more when loaded); the batched
 backfill holds a thousand rows for one short transaction at a time (tens of ms). The
-budget, 250 ms, sits between the two with a margin on each side.
+budget, 250 ms, sits between the two with a margin on each side. That rehearsal runs
+inside `make report`, which adds the branch's SQL, lint, check-compat and
+check-released to the rehearsal's figures, in Markdown for people and in JSON.
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -27,7 +30,7 @@ from tests.rehearsal_revisions import (
     VOLATILE_DEFAULT,
     revision_files,
 )
-from tests.rendering import render_service
+from tests.rendering import lock_dependencies, render_service
 from tests.serving import free_port
 
 pytestmark = pytest.mark.reliability
@@ -38,10 +41,19 @@ MAX_WAIT_MS = 250
 def rehearse(
     project: Path, database_url: URL, *arguments: str, **settings: str
 ) -> subprocess.CompletedProcess[str]:
+    return tool(project, database_url, "rehearse", *arguments, **settings)
+
+
+def tool(
+    project: Path, database_url: URL, command: str, *arguments: str, **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = Alembic(project, database_url).env
     env.update(REHEARSAL_ROWS=ROWS, REHEARSAL_MAX_WAIT_MS=str(MAX_WAIT_MS), **settings)
+    # check-compat's base runs its tests on the same server.
+    server = database_url.set(database="postgres").render_as_string(hide_password=False)
+    env.setdefault("TEST_DATABASE_URL", server)
     return subprocess.run(
-        [sys.executable, "-m", "scripts", "rehearse", *arguments],
+        [sys.executable, "-m", "scripts", command, *arguments],
         cwd=project,
         env=env,
         capture_output=True,
@@ -71,6 +83,7 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
 ) -> None:
     # In services/hotels/ of a repository, its release tagged v1.
     project = render_service(tmp_path / "services" / "hotels")
+    lock_dependencies(project)
     init_monorepo(project)
     git(project, "checkout", "--quiet", "-b", "feature")
     (versions,) = project.rglob("versions")
@@ -85,7 +98,7 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     predates = rehearse(project, database_url, "--base", "before-service")
     closed = URL.create("postgresql", "postgres", host="127.0.0.1", port=free_port())
     unreachable = rehearse(project, closed, "--base", "v1")
-    result = rehearse(project, database_url, "--base", "v1")
+    result = tool(project, database_url, "report", "--base", "v1")
 
     assert unknown.returncode == 1
     assert "no-such-branch is not a git commit, branch or tag here" in unknown.stderr
@@ -126,6 +139,42 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
         scratch = "SELECT count(*) FROM pg_database WHERE datname LIKE 'rehearsal%'"
         left = connection.scalar(text(scratch))
     assert left == 0
+
+    # The report: the verdict and its reasons first, then each revision.
+    written = json.loads((project / "migration-report.json").read_text())
+    markdown = (project / "migration-report.md").read_text()
+    assert written["passed"] is False and markdown.startswith(
+        "# Migration report: 4 revision(s) that v1 lacks\n\n**Verdict: fails.**"
+    )
+    revisions = {entry["revision"]: entry for entry in written["revisions"]}
+    assert list(revisions) == order
+    assert [revisions[revision]["passed"] for revision in (NULLABLE_COLUMN, BATCHED_BACKFILL)] == [
+        True,
+        True,
+    ]
+    slow = revisions[ONE_STATEMENT_BACKFILL]
+    assert slow["passed"] is False
+    assert slow["rehearsal"]["traffic_waited_ms"] == waited_ms(one_statement)
+    waited = f"{waited_ms(one_statement):,} ms on hotels"
+    assert f"- {ONE_STATEMENT_BACKFILL}: made traffic wait {waited} in the rehearsal" in markdown
+    assert (
+        f"## {ONE_STATEMENT_BACKFILL} Add stars to hotels and fill them in one statement: fails"
+        in markdown
+    )
+    assert f"## {NULLABLE_COLUMN} Add rating to hotels: passes" in markdown
+    assert (
+        "UPDATE hotels SET stars = 3" in slow["sql"] and "UPDATE hotels SET stars = 3" in markdown
+    )
+    rules = {found["rule"] for entry in revisions.values() for found in entry["lint"]}
+    assert rules and all(f"lint `{rule}`" in markdown for rule in rules)
+    checks = {check["name"]: check["passed"] for check in written["checks"]}
+    assert checks == {
+        "migration lint": False,
+        "rehearsal": False,
+        "check-compat": True,
+        "check-released": True,
+    }
+    assert "| check-compat | passed: Compatible: the " in markdown
 
     # A copy of production (here: the test's database) that already ran the new
     # revisions is refused, not rehearsed as if they were new.

@@ -309,6 +309,17 @@ class Rehearsed:
         return round(self.worst.seconds * 1000) if self.worst else 0
 
 
+@dataclass
+class Rehearsal:
+    """Each revision that the base lacks, measured, and the verdict."""
+
+    base: str
+    where: str
+    max_wait_ms: int
+    results: list[Rehearsed] = field(default_factory=list)
+    passed: bool = True
+
+
 class RowsWritten:
     """Rows that the migration's INSERT, UPDATE, DELETE and MERGE statements
     reported, Alembic's own version table left out."""
@@ -383,7 +394,7 @@ def rehearsal_database(
         asyncio.run(server.dispose())
 
 
-def rehearse(base: str | None) -> bool:
+def rehearse(base: str | None) -> Rehearsal:
     settings = configured_settings("the rehearsal")
     config = alembic_config()
     scripts = script_directory(config)
@@ -392,7 +403,7 @@ def rehearse(base: str | None) -> bool:
     revisions = new_revisions(scripts, base_heads)
     if not revisions:
         print(f"Nothing to rehearse: {base} has every revision here.")
-        return True
+        return Rehearsal(base, "nowhere", settings.rehearsal_max_wait_ms)
     with rehearsal_database(settings) as (engine, where):
         on_a_copy = settings.rehearsal_url is not None
         at = run(engine, current_heads)
@@ -446,7 +457,9 @@ def rehearse(base: str | None) -> bool:
     if traffic.failure is not None:
         # The waits above are those of traffic that stopped partway.
         raise HistoryError(f"the traffic stopped: {traffic.failure}")
-    return verdict(results, settings.rehearsal_max_wait_ms, bool(targets))
+    max_wait_ms = settings.rehearsal_max_wait_ms
+    passed = verdict(results, max_wait_ms, bool(targets))
+    return Rehearsal(base, where, max_wait_ms, results, passed)
 
 
 def measure(
@@ -549,7 +562,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop_once)
     signal.signal(signal.SIGINT, stop_once)
     try:
-        passed = rehearse(arguments.base)
+        passed = rehearse(arguments.base).passed
     except (HistoryError, SeedingError, CommandError) as error:
         sys.exit(f"make rehearse: {error}")
     except UNREACHABLE as error:

@@ -1,0 +1,333 @@
+"""`make report [base=REF]`: what the migration checks say of the revisions
+that REF lacks, in one report, for a reviewer.
+
+One run of each check the service has, each once:
+
+- the upgrade SQL of each revision, as `alembic upgrade --sql` writes it;
+- the migration lint of those revisions (squawk), finding by finding;
+- the rehearsal, revision by revision (`make rehearse`): how long it took,
+  the rows it wrote, the locks it held, the tables it rewrote, and the
+  longest that traffic waited;
+- `make check-compat`: REF's tests of its code on this schema;
+- `make check-released`: REF's revisions unchanged here.
+
+It writes migration-report.md, for people (the verdict and its reasons
+first, then a section per revision), and migration-report.json, the same
+for tools, in the service's folder (`--output` names another). It exits 1
+when any check fails, 0 when all pass.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic.script import Script
+from alembic.util import CommandError
+
+from alembic_rollout.commands.check_compat import check_compat
+from alembic_rollout.commands.check_released import check_released
+from alembic_rollout.commands.lint_migrations import (
+    Finding,
+    lint,
+    revision_bodies,
+    shown,
+)
+from alembic_rollout.commands.rehearsal import (
+    Rehearsal,
+    Rehearsed,
+    lock_mode,
+    rehearse,
+)
+from alembic_rollout.revision_history import (
+    UNREACHABLE,
+    HistoryError,
+    alembic_config,
+    default_base,
+    heads_at,
+    new_revisions,
+    script_directory,
+    unreachable,
+)
+from alembic_rollout.seeding import SeedingError
+from alembic_rollout.service import ServiceError, project_root
+
+REPORT = "migration-report"
+# What a check raises when it fails, said in its message.
+CHECK_FAILED = (HistoryError, ServiceError, SeedingError, CommandError)
+
+
+@dataclass
+class Check:
+    """One check over all the new revisions: passed or not, and its words."""
+
+    name: str
+    passed: bool
+    lines: list[str]
+
+
+@dataclass
+class RevisionReport:
+    revision: str
+    title: str
+    file: str
+    sql: str
+    passed: bool = True
+    reasons: list[str] = field(default_factory=list)
+    lint: list[dict[str, str]] = field(default_factory=list)
+    rehearsal: dict[str, Any] | None = None
+
+
+@dataclass
+class Report:
+    base: str
+    revisions: list[RevisionReport]
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def reasons(self) -> list[str]:
+        """Why it fails: each failing revision's reasons, then each failed
+        check that no revision explains."""
+        reasons = [
+            f"{revision.revision}: {reason}"
+            for revision in self.revisions
+            for reason in revision.reasons
+        ]
+        explained = {"rehearsal", "migration lint"} if reasons else set()
+        for check in self.checks:
+            if not check.passed and check.name not in explained:
+                reasons.append(f"{check.name}: {check.lines[0]}")
+        return reasons
+
+
+def run_check(name: str, work: Callable[[], Iterable[str]]) -> Check:
+    try:
+        return Check(name, True, list(work()) or ["passed"])
+    except CHECK_FAILED as error:
+        return Check(name, False, str(error).splitlines())
+    except UNREACHABLE as error:
+        return Check(name, False, [unreachable(error)])
+
+
+def build_report(base: str | None) -> Report:
+    config = alembic_config()
+    scripts = script_directory(config)
+    base = base or default_base()
+    revisions = new_revisions(scripts, heads_at(base, scripts))
+    if not revisions:
+        return Report(base, [], [])
+    _, bodies = revision_bodies(config)
+    reports = {
+        script.revision: RevisionReport(
+            script.revision,
+            title(script),
+            str(shown(Path(script.path).resolve())),
+            bodies.get(script.revision, "").strip(),
+        )
+        for script in revisions
+    }
+    linted = lint([Path(script.path) for script in revisions], config=config)
+    by_file = {report.file: report for report in reports.values()}
+    for found in linted.findings:
+        by_file[str(shown(found.revision_file))].lint.append(lint_finding(found))
+    checks = [lint_check(linted.findings, len(linted.linted))]
+
+    rehearsal: list[Rehearsal] = []
+
+    def rehearsed() -> list[str]:
+        rehearsal.append(rehearse(base))
+        outcome = rehearsal[0]
+        budget = f"{outcome.max_wait_ms:,} ms (REHEARSAL_MAX_WAIT_MS)"
+        if outcome.passed:
+            return [f"traffic never waited over {budget}, on {outcome.where}"]
+        failed = [
+            result
+            for result in outcome.results
+            if result.failure is not None or result.waited_ms() > outcome.max_wait_ms
+        ]
+        raise HistoryError(
+            f"{len(failed)} revision(s) made traffic wait over {budget} or did "
+            f"not apply, on {outcome.where}"
+        )
+
+    checks.append(run_check("rehearsal", rehearsed))
+    for result in rehearsal[0].results if rehearsal else []:
+        reports[result.script.revision].rehearsal = figures(result)
+    checks.append(run_check("check-compat", lambda: check_compat(base, [])))
+    checks.append(run_check("check-released", lambda: check_released(base)))
+    budget = rehearsal[0].max_wait_ms if rehearsal else 0
+    for report in reports.values():
+        judge(report, budget)
+    return Report(base, list(reports.values()), checks)
+
+
+def title(script: Script) -> str:
+    return (script.doc or "").strip().splitlines()[0] if script.doc else ""
+
+
+def lint_finding(found: Finding) -> dict[str, str]:
+    return {
+        "rule": found.rule,
+        "message": found.message,
+        "statement": found.statement,
+        "fix": found.fix,
+    }
+
+
+def lint_check(findings: list[Finding], linted: int) -> Check:
+    if not findings:
+        return Check("migration lint", True, [f"no findings in {linted} revision(s)"])
+    rules = sorted({found.rule for found in findings})
+    summary = f"{len(findings)} finding(s): {', '.join(rules)}"
+    return Check("migration lint", False, [summary])
+
+
+def figures(result: Rehearsed) -> dict[str, Any]:
+    worst = result.worst
+    return {
+        "seconds": round(result.seconds, 3),
+        "rows_written": result.rows_written,
+        "traffic_waited_ms": result.waited_ms(),
+        "traffic_waited_on": worst.table if worst else None,
+        "locks": [
+            {
+                "table": held.table,
+                "mode": lock_mode(held.mode),
+                "longest_ms": round(held.longest * 1000),
+                "transactions": held.transactions,
+            }
+            for held in result.locks
+        ],
+        "rewrote": result.rewritten,
+        "failure": result.failure,
+    }
+
+
+def judge(report: RevisionReport, max_wait_ms: int) -> None:
+    """A revision's verdict: its lint findings, and what its rehearsal showed."""
+    for found in report.lint:
+        report.reasons.append(f"lint: {found['rule']}")
+    rehearsed = report.rehearsal
+    if rehearsed is not None:
+        waited = rehearsed["traffic_waited_ms"]
+        if rehearsed["failure"] is not None:
+            first_line = str(rehearsed["failure"]).splitlines()[0]
+            report.reasons.append(f"did not apply in the rehearsal: {first_line}")
+        elif waited > max_wait_ms:
+            table = rehearsed["traffic_waited_on"]
+            report.reasons.append(
+                f"made traffic wait {waited:,} ms on {table} in the rehearsal, "
+                f"over REHEARSAL_MAX_WAIT_MS ({max_wait_ms:,} ms)"
+            )
+    report.passed = not report.reasons
+
+
+def markdown(report: Report) -> str:
+    count = len(report.revisions)
+    lines = [f"# Migration report: {count} revision(s) that {report.base} lacks", ""]
+    if not report.revisions:
+        lines.append(f"Nothing to check: {report.base} has every revision here.")
+        return "\n".join(lines) + "\n"
+    if report.passed:
+        lines.append("**Verdict: every check passes.**")
+    else:
+        lines.append("**Verdict: fails.**")
+        lines += ["", *(f"- {reason}" for reason in report.reasons())]
+    lines += ["", "| Check | Result |", "|---|---|"]
+    for check in report.checks:
+        outcome = "passed" if check.passed else "**failed**"
+        said = check.lines[0].removeprefix(f"{check.name}: ")
+        lines.append(f"| {check.name} | {outcome}: {cell(said)} |")
+    for revision in report.revisions:
+        verdict = "passes" if revision.passed else "fails"
+        lines += ["", f"## {revision.revision} {revision.title}: {verdict}", ""]
+        lines.append(f"`{revision.file}`")
+        lines += [""] + [f"- **{reason}**" for reason in revision.reasons]
+        lines += rehearsal_lines(revision.rehearsal)
+        for found in revision.lint:
+            lines.append(f"- lint `{found['rule']}`: {found['message']}")
+            lines.append(f"  fix: {found['fix']}")
+        lines += ["", "```sql", revision.sql, "```"]
+    details = [check for check in report.checks if len(check.lines) > 1]
+    for check in details:
+        lines += ["", f"## {check.name}", "", "```text", *check.lines, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def rehearsal_lines(rehearsed: dict[str, Any] | None) -> list[str]:
+    if rehearsed is None:
+        return ["- not rehearsed (the rehearsal stopped before it)"]
+    waited = f"traffic waited at most {rehearsed['traffic_waited_ms']:,} ms"
+    if rehearsed["traffic_waited_on"]:
+        waited += f" ({rehearsed['traffic_waited_on']})"
+    lines = [
+        f"- rehearsal: {rehearsed['seconds']:.2f} s, "
+        f"{rehearsed['rows_written']:,} rows written, {waited}"
+    ]
+    for held in rehearsed["locks"]:
+        lines.append(
+            f"- lock {held['mode']} on {held['table']}, {held['longest_ms']:,} ms"
+            + (
+                f" at most, in {held['transactions']} transactions"
+                if held["transactions"] > 1
+                else ""
+            )
+        )
+    lines += [f"- rewrote {table} (every row copied)" for table in rehearsed["rewrote"]]
+    return lines
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def as_json(report: Report) -> str:
+    document = {
+        "base": report.base,
+        "passed": report.passed,
+        "reasons": report.reasons(),
+        "checks": [asdict(check) for check in report.checks],
+        "revisions": [asdict(revision) for revision in report.revisions],
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="alembic-rollout report",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument(
+        "--base",
+        help="git ref to compare with (default: origin/main, else last tag)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="folder for the report's two files (default: the service's)",
+    )
+    arguments = parser.parse_args()
+    try:
+        report = build_report(arguments.base)
+    except CHECK_FAILED as error:
+        sys.exit(f"make report: {error}")
+    except UNREACHABLE as error:
+        sys.exit(f"make report: {unreachable(error)}")
+    folder = arguments.output or project_root()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / f"{REPORT}.md", folder / f"{REPORT}.json"]
+    written[0].write_text(markdown(report))
+    written[1].write_text(as_json(report))
+    verdict = "every check passes" if report.passed else "fails"
+    print(f"Migration report ({verdict}): {written[0]}, {written[1]}")
+    sys.exit(0 if report.passed else 1)
+
+
+if __name__ == "__main__":
+    main()
