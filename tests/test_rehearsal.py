@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
+from tests.forge_api import forge_api
 from tests.git_repository import commit_all, git, init_monorepo
 from tests.postgres import connect
 from tests.rehearsal_revisions import (
@@ -36,6 +37,7 @@ from tests.serving import free_port
 pytestmark = pytest.mark.reliability
 ROWS = "200000"
 MAX_WAIT_MS = 250
+TOKEN = "ghs_not-a-real-token-0123456789"
 
 
 def rehearse(
@@ -98,7 +100,20 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     predates = rehearse(project, database_url, "--base", "before-service")
     closed = URL.create("postgresql", "postgres", host="127.0.0.1", port=free_port())
     unreachable = rehearse(project, closed, "--base", "v1")
-    result = tool(project, database_url, "report", "--base", "v1")
+    # As a GitHub Actions job of a pull request would run it, against a stand-in API.
+    event, summary = tmp_path / "event.json", tmp_path / "summary.md"
+    event.write_text(json.dumps({"pull_request": {"number": 7}}))
+    with forge_api() as api:
+        github = {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_EVENT_PATH": str(event),
+            "GITHUB_API_URL": api.url,
+            "GITHUB_REPOSITORY": "team/hotels",
+            "GITHUB_TOKEN": TOKEN,
+            "GITHUB_STEP_SUMMARY": str(summary),
+        }
+        result = tool(project, database_url, "report", "--base", "v1", **github)
 
     assert unknown.returncode == 1
     assert "no-such-branch is not a git commit, branch or tag here" in unknown.stderr
@@ -175,6 +190,13 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
         "check-released": True,
     }
     assert "| check-compat | passed: Compatible: the " in markdown
+    # On the job's summary page, and as the pull request's one comment.
+    assert summary.read_text() == markdown
+    assert api.writes() == [("POST", "/repos/team/hotels/issues/7/comments")]
+    assert api.comments[0]["body"].endswith(markdown)
+    assert "Posted the report on the pull request." in result.stdout
+    written_files = markdown + json.dumps(written)
+    assert TOKEN not in result.stdout + result.stderr + written_files
 
     # A copy of production (here: the test's database) that already ran the new
     # revisions is refused, not rehearsed as if they were new.

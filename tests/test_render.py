@@ -189,7 +189,6 @@ CI_STEPS = {
         "make lint",
         "uv run pytest",
         'make report base="origin/$DEFAULT_BRANCH"',
-        'if [ -f migration-report.md ]; then cat migration-report.md >> "$GITHUB_STEP_SUMMARY"; fi',
     ],
     "gitlab": [
         "uv sync",

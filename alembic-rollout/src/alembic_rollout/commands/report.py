@@ -13,12 +13,16 @@ One run of each check the service has, each once:
 
 It writes migration-report.md, for people (the verdict and its reasons
 first, then a section per revision), and migration-report.json, the same
-for tools, in the service's folder (`--output` names another). It exits 1
-when any check fails, 0 when all pass.
+for tools, in the service's folder (`--output` names another). In CI, the
+Markdown also goes to the GitHub job's summary page, and on a pull or merge
+request into its one report comment (alembic_rollout.review_comments). It
+exits 1 when any check fails, 0 when all pass: a comment that cannot be
+posted is a warning, not a failure.
 """
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +46,7 @@ from alembic_rollout.commands.rehearsal import (
     lock_mode,
     rehearse,
 )
+from alembic_rollout.review_comments import PublishError, publish
 from alembic_rollout.revision_history import (
     UNREACHABLE,
     HistoryError,
@@ -322,11 +327,31 @@ def main() -> None:
     folder = arguments.output or project_root()
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / f"{REPORT}.md", folder / f"{REPORT}.json"]
-    written[0].write_text(markdown(report))
+    text = markdown(report)
+    written[0].write_text(text)
     written[1].write_text(as_json(report))
     verdict = "every check passes" if report.passed else "fails"
     print(f"Migration report ({verdict}): {written[0]}, {written[1]}")
+    share(text)
     sys.exit(0 if report.passed else 1)
+
+
+def share(text: str) -> None:
+    """The report where the CI run shows it: the GitHub job's summary page,
+    and the pull or merge request's one report comment. A comment that cannot
+    be posted is a warning: the checks' verdict stands."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as page:
+            page.write(text)
+    try:
+        posted = publish(text, os.environ)
+    except PublishError as error:
+        warning = "::warning::" if os.environ.get("GITHUB_ACTIONS") == "true" else "WARNING: "
+        print(f"{warning}the report is not on the review: {error}", file=sys.stderr)
+        return
+    if posted:
+        print(posted)
 
 
 if __name__ == "__main__":
