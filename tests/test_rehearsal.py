@@ -159,8 +159,11 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     written = json.loads((project / "migration-report.json").read_text())
     markdown = (project / "migration-report.md").read_text()
     assert written["passed"] is False and markdown.startswith(
-        "# Migration report: 4 revision(s) that v1 lacks\n\n**Verdict: fails.**"
+        "# Migration report: 4 revision(s) that v1 lacks\n\nThis checkout at "
     )
+    v1, head = (git(project, "rev-parse", "--short=12", ref).strip() for ref in ("v1", "HEAD"))
+    assert written["commits"] == {"base": v1, "checkout": f"{head}+"}
+    assert f"` with uncommitted changes, against v1 at `{v1}`.\n\n**Verdict: fails.**" in markdown
     revisions = {entry["revision"]: entry for entry in written["revisions"]}
     assert list(revisions) == order
     assert [revisions[revision]["passed"] for revision in (NULLABLE_COLUMN, BATCHED_BACKFILL)] == [
@@ -212,3 +215,24 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     nothing_new = rehearse(project, database_url, "--base", "feature")
     assert nothing_new.returncode == 0
     assert nothing_new.stdout.strip() == "Nothing to rehearse: feature has every revision here."
+    # With no revision of its own, a branch is still reported on: its report fails when
+    # it edits a released revision, as check-released does.
+    unchanged = tool(project, database_url, "report", "--base", "feature")
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+    assert (
+        "No revision to rehearse or lint: feature has every revision here."
+        in (project / "migration-report.md").read_text()
+    )
+    (batched,) = versions.glob(f"{BATCHED_BACKFILL}_*.py")
+    batched.write_text(batched.read_text().replace('"rating = 3"', '"rating = 4"'))
+    edited = tool(project, database_url, "report", "--base", "feature")
+    assert edited.returncode == 1, edited.stdout + edited.stderr
+    reason = "  check-released: this checkout changes revisions that feature already has"
+    assert reason in edited.stdout
+    assert (
+        f"{BATCHED_BACKFILL} ({batched.relative_to(project)}): edited"
+        in (project / "migration-report.md").read_text()
+    )
+    # A run that stops early leaves no older report behind to be read as its own.
+    stopped = tool(project, database_url, "report", "--base", "no-such-branch")
+    assert stopped.returncode == 1 and not (project / "migration-report.md").exists()

@@ -318,6 +318,8 @@ class Rehearsal:
     max_wait_ms: int
     results: list[Rehearsed] = field(default_factory=list)
     passed: bool = True
+    # Seeded rows per table; None on REHEARSAL_DATABASE_URL's copy, as it is.
+    rows: int | None = None
 
 
 class RowsWritten:
@@ -459,7 +461,8 @@ def rehearse(base: str | None) -> Rehearsal:
         raise HistoryError(f"the traffic stopped: {traffic.failure}")
     max_wait_ms = settings.rehearsal_max_wait_ms
     passed = verdict(results, max_wait_ms, bool(targets))
-    return Rehearsal(base, where, max_wait_ms, results, passed)
+    seeded_rows = None if on_a_copy else rows
+    return Rehearsal(base, where, max_wait_ms, results, passed, seeded_rows)
 
 
 def measure(

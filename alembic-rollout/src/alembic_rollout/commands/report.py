@@ -3,7 +3,8 @@ that REF lacks, in one report, for a reviewer.
 
 One run of each check the service has, each once:
 
-- the upgrade SQL of each revision, as `alembic upgrade --sql` writes it;
+- the upgrade SQL of each revision: its part of what `alembic upgrade --sql`
+  writes;
 - the migration lint of those revisions (squawk), finding by finding;
 - the rehearsal, revision by revision (`make rehearse`): how long it took,
   the rows it wrote, the locks it held, the tables it rewrote, and the
@@ -52,15 +53,17 @@ from alembic_rollout.revision_history import (
     HistoryError,
     alembic_config,
     default_base,
+    git,
     heads_at,
     new_revisions,
     script_directory,
     unreachable,
 )
 from alembic_rollout.seeding import SeedingError
-from alembic_rollout.service import ServiceError, project_root
+from alembic_rollout.service import ServiceError, in_readme, project_root
 
 REPORT = "migration-report"
+SPLIT_THE_WORK = in_readme('("Rehearsing a deploy")', "(«Репетиция развёртывания»)")
 # What a check raises when it fails, said in its message.
 CHECK_FAILED = (HistoryError, ServiceError, SeedingError, CommandError)
 
@@ -91,6 +94,10 @@ class Report:
     base: str
     revisions: list[RevisionReport]
     checks: list[Check]
+    # What was compared: the base's commit and this checkout's (with "+" when
+    # it has uncommitted changes), and the rehearsal's settings.
+    commits: dict[str, str] = field(default_factory=dict)
+    rehearsal: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -125,8 +132,11 @@ def build_report(base: str | None) -> Report:
     scripts = script_directory(config)
     base = base or default_base()
     revisions = new_revisions(scripts, heads_at(base, scripts))
+    commits = {"base": commit_of(base), "checkout": checkout_commit()}
+    released = run_check("check-released", lambda: check_released(base))
     if not revisions:
-        return Report(base, [], [])
+        # No new revision, but an edited or deleted released one still fails.
+        return Report(base, [], [released], commits)
     _, bodies = revision_bodies(config)
     reports = {
         script.revision: RevisionReport(
@@ -151,25 +161,39 @@ def build_report(base: str | None) -> Report:
         budget = f"{outcome.max_wait_ms:,} ms (REHEARSAL_MAX_WAIT_MS)"
         if outcome.passed:
             return [f"traffic never waited over {budget}, on {outcome.where}"]
-        failed = [
-            result
-            for result in outcome.results
-            if result.failure is not None or result.waited_ms() > outcome.max_wait_ms
-        ]
-        raise HistoryError(
-            f"{len(failed)} revision(s) made traffic wait over {budget} or did "
-            f"not apply, on {outcome.where}"
-        )
+        slow = [r for r in outcome.results if r.waited_ms() > outcome.max_wait_ms]
+        failed = [r for r in outcome.results if r.failure is not None]
+        said = [f"{len(slow)} revision(s) made traffic wait over {budget}"] if slow else []
+        said += [f"{len(failed)} revision(s) did not apply"] if failed else []
+        raise HistoryError(f"{' and '.join(said)}, on {outcome.where}")
 
     checks.append(run_check("rehearsal", rehearsed))
     for result in rehearsal[0].results if rehearsal else []:
         reports[result.script.revision].rehearsal = figures(result)
     checks.append(run_check("check-compat", lambda: check_compat(base, [])))
-    checks.append(run_check("check-released", lambda: check_released(base)))
-    budget = rehearsal[0].max_wait_ms if rehearsal else 0
+    checks.append(released)
+    settings = {}
+    if rehearsal:
+        outcome = rehearsal[0]
+        settings = {
+            "where": outcome.where,
+            "rows_per_table": outcome.rows,
+            "max_wait_ms": outcome.max_wait_ms,
+        }
     for report in reports.values():
-        judge(report, budget)
-    return Report(base, list(reports.values()), checks)
+        judge(report, rehearsal[0].max_wait_ms if rehearsal else None)
+    return Report(base, list(reports.values()), checks, commits, settings)
+
+
+def commit_of(ref: str) -> str:
+    return git("rev-parse", "--short=12", ref + "^{commit}").stdout.strip()
+
+
+def checkout_commit() -> str:
+    """HEAD's commit, with "+" when the working tree differs from it."""
+    head = commit_of("HEAD")
+    changed = git("status", "--porcelain").stdout.strip()
+    return f"{head}+" if changed else head
 
 
 def title(script: Script) -> str:
@@ -214,12 +238,15 @@ def figures(result: Rehearsed) -> dict[str, Any]:
     }
 
 
-def judge(report: RevisionReport, max_wait_ms: int) -> None:
-    """A revision's verdict: its lint findings, and what its rehearsal showed."""
+def judge(report: RevisionReport, max_wait_ms: int | None) -> None:
+    """A revision's verdict: its lint findings, and what its rehearsal showed;
+    one the rehearsal never reached fails too, as unproven."""
     for found in report.lint:
         report.reasons.append(f"lint: {found['rule']}")
     rehearsed = report.rehearsal
-    if rehearsed is not None:
+    if rehearsed is None or max_wait_ms is None:
+        report.reasons.append("not rehearsed: the rehearsal stopped before it (above)")
+    else:
         waited = rehearsed["traffic_waited_ms"]
         if rehearsed["failure"] is not None:
             first_line = str(rehearsed["failure"]).splitlines()[0]
@@ -228,7 +255,8 @@ def judge(report: RevisionReport, max_wait_ms: int) -> None:
             table = rehearsed["traffic_waited_on"]
             report.reasons.append(
                 f"made traffic wait {waited:,} ms on {table} in the rehearsal, "
-                f"over REHEARSAL_MAX_WAIT_MS ({max_wait_ms:,} ms)"
+                f"over REHEARSAL_MAX_WAIT_MS ({max_wait_ms:,} ms); the README says how "
+                f"to split such work {SPLIT_THE_WORK}"
             )
     report.passed = not report.reasons
 
@@ -236,9 +264,14 @@ def judge(report: RevisionReport, max_wait_ms: int) -> None:
 def markdown(report: Report) -> str:
     count = len(report.revisions)
     lines = [f"# Migration report: {count} revision(s) that {report.base} lacks", ""]
+    compared = report.commits
+    checkout = f"`{compared['checkout'].removesuffix('+')}`"
+    if compared["checkout"].endswith("+"):
+        checkout += " with uncommitted changes"
+    lines += [f"This checkout at {checkout}, against {report.base} at `{compared['base']}`.", ""]
     if not report.revisions:
-        lines.append(f"Nothing to check: {report.base} has every revision here.")
-        return "\n".join(lines) + "\n"
+        lines.append(f"No revision to rehearse or lint: {report.base} has every revision here.")
+        lines.append("")
     if report.passed:
         lines.append("**Verdict: every check passes.**")
     else:
@@ -295,7 +328,9 @@ def cell(text: str) -> str:
 def as_json(report: Report) -> str:
     document = {
         "base": report.base,
+        "commits": report.commits,
         "passed": report.passed,
+        "rehearsal": report.rehearsal,
         "reasons": report.reasons(),
         "checks": [asdict(check) for check in report.checks],
         "revisions": [asdict(revision) for revision in report.revisions],
@@ -318,20 +353,25 @@ def main() -> None:
         help="folder for the report's two files (default: the service's)",
     )
     arguments = parser.parse_args()
+    folder = arguments.output or project_root()
+    written = [folder / f"{REPORT}.md", folder / f"{REPORT}.json"]
+    # A run that stops before its report leaves no older one to be taken for it.
+    for path in written:
+        path.unlink(missing_ok=True)
     try:
         report = build_report(arguments.base)
     except CHECK_FAILED as error:
         sys.exit(f"make report: {error}")
     except UNREACHABLE as error:
         sys.exit(f"make report: {unreachable(error)}")
-    folder = arguments.output or project_root()
-    folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / f"{REPORT}.md", folder / f"{REPORT}.json"]
     text = markdown(report)
+    folder.mkdir(parents=True, exist_ok=True)
     written[0].write_text(text)
     written[1].write_text(as_json(report))
     verdict = "every check passes" if report.passed else "fails"
     print(f"Migration report ({verdict}): {written[0]}, {written[1]}")
+    for reason in report.reasons():
+        print(f"  {reason}")
     share(text)
     sys.exit(0 if report.passed else 1)
 
