@@ -66,6 +66,10 @@ def library_cache() -> Path:
         # Another test process may have kept one meanwhile: either will do.
         with contextlib.suppress(OSError):
             cache.rename(kept)
+    # Those of other libraries (an older uv.lock) go.
+    for other in KEPT_CACHES.iterdir():
+        if other.name != kept.name and not other.name.startswith("tmp"):
+            shutil.rmtree(other, ignore_errors=True)
     return kept
 
 
