@@ -113,7 +113,13 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
             "GITHUB_TOKEN": TOKEN,
             "GITHUB_STEP_SUMMARY": str(summary),
         }
-        result = tool(project, database_url, "report", "--base", "v1", **github)
+        # Production's size of hotels, from a stats file (tests/library/test_table_stats.py
+        # exports one): more rows than the maximum, so it is cut, and said to be.
+        stats = tmp_path / "rehearsal-stats.json"
+        production = {"rows": 3_000_000, "columns": {}}
+        stats.write_text(json.dumps({"format": 1, "tables": {"hotels": production}}))
+        sizes = {"REHEARSAL_STATS": str(stats), "REHEARSAL_STATS_MAX_ROWS": ROWS}
+        result = tool(project, database_url, "report", "--base", "v1", **github, **sizes)
 
     assert unknown.returncode == 1
     assert "no-such-branch is not a git commit, branch or tag here" in unknown.stderr
@@ -129,7 +135,9 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     assert result.returncode == 1, result.stdout + result.stderr
     report = result.stdout
     assert "4 revision(s) that v1 does not have" in report
-    assert "seeded with 200,000 rows per table" in report
+    assert f"seeded to production's sizes from {stats} (at most 200,000 rows" in report
+    cut = "(hotels: 3,000,000 rows in production, 200,000 here: REHEARSAL_STATS_MAX_ROWS cut it"
+    assert cut in report
     measured = sections(report)
     order = [NULLABLE_COLUMN, BATCHED_BACKFILL, VOLATILE_DEFAULT, ONE_STATEMENT_BACKFILL]
     assert list(measured) == order
@@ -193,6 +201,10 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
         "check-released": True,
     }
     assert "| check-compat | passed: Compatible: the " in markdown
+    assert "*hotels has 3,000,000 rows in production; the rehearsal seeded 200,000" in markdown
+    assert written["rehearsal"]["cut_by_max_rows"] == {
+        "hotels": {"production_rows": 3_000_000, "seeded_rows": 200_000}
+    }
     # On the job's summary page, and as the pull request's one comment.
     assert summary.read_text() == markdown
     assert api.writes() == [("POST", "/repos/team/hotels/issues/7/comments")]
@@ -204,6 +216,11 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     # A copy of production (here: the test's database) that already ran the new
     # revisions is refused, not rehearsed as if they were new.
     Alembic(project, database_url)("upgrade", "head")
+    # `make stats-export` reads such a database's statistics, and none of its rows.
+    exported = tool(project, database_url, "stats-export", "--output", str(stats))
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "no row values" in exported.stdout
+    assert {"hotels", "rooms", "users"} <= set(json.loads(stats.read_text())["tables"])
     copy = database_url.render_as_string(hide_password=False)
     on_copy = rehearse(project, database_url, "--base", "main", REHEARSAL_DATABASE_URL=copy)
     assert on_copy.returncode == 1

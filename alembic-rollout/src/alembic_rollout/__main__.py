@@ -25,6 +25,7 @@ COMMANDS = {
     "check-compat": ("check_compat", "the base's code against this schema"),
     "check-released": ("check_released", "released revisions left unchanged"),
     "report": ("report", "every check of the new revisions, in one report"),
+    "stats-export": ("stats_export", "production's table sizes, no row values"),
     "drift": ("drift", "the live schema against what its history builds"),
     "plan": ("plan", "the SQL the next upgrade head would run, changing nothing"),
     "revision-log": ("show_revision_log", "the database's revision log"),

@@ -10,12 +10,14 @@ rows). A column of a type not known here is left to its default, or to
 NULL; a NOT NULL one without a default stops the seeding with its name.
 """
 
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from alembic_rollout.schema_catalog import USER_SCHEMAS
+from alembic_rollout.table_stats import TableStats
 
 
 class SeedingError(Exception):
@@ -83,6 +85,8 @@ VALUES_BY_TYPE = {
 TEXT_TYPES = {"text", "varchar", "bpchar", "citext", "name"}
 SERIES = "generate_series(1, :rows) AS g"
 ON_A_COPY = "rehearse on a copy of production (REHEARSAL_DATABASE_URL)"
+# The row number in a value built here (not in a foreign key's or an enum's).
+ROW_NUMBER = re.compile(r"\bg\b")
 
 
 @dataclass
@@ -95,6 +99,30 @@ class Table:
     key_arrays: list[str] = field(default_factory=list)
     filled: set[int] = field(default_factory=set)
     checks: list[str] = field(default_factory=list)
+    # Per column, by its unquoted name: whether it may be NULL, and whether
+    # its value is built from the row number (so production's count of
+    # distinct values can shape it).
+    nullable: dict[str, bool] = field(default_factory=dict)
+    from_row_number: set[str] = field(default_factory=set)
+
+    def shape(self, stats: TableStats, rows: int) -> None:
+        """Production's NULLs and distinct values, column by column."""
+        for number, name in enumerate(self.nullable):
+            known = stats.columns.get(name)
+            if known is None:
+                continue
+            value = self.values[number]
+            if name in self.from_row_number:
+                distinct = known.distinct_values(rows)
+                if distinct < rows:
+                    value = ROW_NUMBER.sub(f"(1 + (g - 1) % {distinct})", value)
+            if self.nullable[name] and known.null_frac > 0:
+                # Spread over the rows by a multiplicative hash of g.
+                share = round(known.null_frac * 10_000)
+                value = (
+                    f"CASE WHEN (g * 7919 + {number}) % 10000 < {share} THEN NULL ELSE {value} END"
+                )
+            self.values[number] = value
 
     def insert(self) -> str:
         """INSERT ... SELECT of the generated rows that pass the checks."""
@@ -165,8 +193,11 @@ def seeding_plan(connection: Connection) -> list[Table]:
                 "without a default, and synthetic values of it are not known "
                 f"here; {ON_A_COPY}"
             )
+        if (oid, number) not in references and kind != "e":
+            table.from_row_number.add(name)
         table.columns.append(quoted(name))
         table.values.append(f"({value})::{shown}")
+        table.nullable[name] = not not_null
         table.filled.add(number)
     checks = connection.execute(text(CHECKS_SQL), {"tables": oids})
     for oid, expression, reads in checks:
@@ -193,17 +224,42 @@ def parents_first(tables: list[Table]) -> list[Table]:
     return ordered
 
 
-def seed(connection: Connection, rows: int) -> dict[str, int]:
-    """Up to `rows` synthetic rows in every table, analyzed; how many rows
-    each table got."""
+@dataclass
+class Seeded:
+    """A table's synthetic rows: how many it got, how many were generated
+    (a check constraint may refuse some), and production's count when the
+    stats gave one."""
+
+    rows: int
+    generated: int
+    production: int | None = None
+
+
+def seed(
+    connection: Connection,
+    rows: int,
+    stats: dict[str, TableStats] | None = None,
+    max_rows: int | None = None,
+) -> dict[str, Seeded]:
+    """Synthetic rows in every table, analyzed: `rows` each, or with `stats`,
+    each table's production count (at most `max_rows`), its NULLs and its
+    distinct values."""
     seeded = {}
     for table in seeding_plan(connection):
+        known = (stats or {}).get(table.name)
+        if known is not None and known.rows < 0:
+            known = None  # No estimate: as if the file lacked the table.
+        generated = rows
+        if known is not None:
+            generated = min(known.rows, max_rows) if max_rows else known.rows
+            table.shape(known, generated)
         try:
-            inserted = connection.execute(text(table.insert()), {"rows": rows})
+            inserted = connection.execute(text(table.insert()), {"rows": generated})
         except DBAPIError as error:
             cause = str(error.orig).strip().splitlines()[0]
             failed = f"cannot seed {table.name}: {cause}"
             raise SeedingError(f"{failed}; {ON_A_COPY}") from None
-        seeded[table.name] = inserted.rowcount
+        production = known.rows if known is not None else None
+        seeded[table.name] = Seeded(inserted.rowcount, generated, production)
         connection.execute(text(f"ANALYZE {table.name}"))
     return seeded

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -55,8 +56,9 @@ from alembic_rollout.scratch_server import (
     run,
     scratch_database,
 )
-from alembic_rollout.seeding import SeedingError, seed
+from alembic_rollout.seeding import Seeded, SeedingError, seed
 from alembic_rollout.service import Settings, create_direct_engine, in_readme
+from alembic_rollout.table_stats import StatsError, TableStats, read_stats
 
 CLIENTS = 3
 PAUSE_SECONDS = 0.01
@@ -318,8 +320,10 @@ class Rehearsal:
     max_wait_ms: int
     results: list[Rehearsed] = field(default_factory=list)
     passed: bool = True
-    # Seeded rows per table; None on REHEARSAL_DATABASE_URL's copy, as it is.
-    rows: int | None = None
+    # The rows seeded in each table (none on REHEARSAL_DATABASE_URL's copy),
+    # and the tables that REHEARSAL_STATS_MAX_ROWS cut: (production's, seeded).
+    seeded: dict[str, int] = field(default_factory=dict)
+    cut: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class RowsWritten:
@@ -391,6 +395,13 @@ def rehearsal_database(
         with scratch_database(server, settings, "rehearsal") as engine:
             rows = f"{settings.rehearsal_rows:,}"
             seeded = f"a scratch database seeded with {rows} rows per table"
+            stats_file = getattr(settings, "rehearsal_stats", None)
+            if stats_file is not None:
+                most = f"{getattr(settings, 'rehearsal_stats_max_rows', 0):,}"
+                seeded = (
+                    f"a scratch database seeded to production's sizes from {stats_file} "
+                    f"(at most {most} rows per table; {rows} in a table it lacks)"
+                )
             yield engine, seeded
     finally:
         asyncio.run(server.dispose())
@@ -422,9 +433,10 @@ def rehearse(base: str | None) -> Rehearsal:
             was = ", ".join(at) or "an empty history"
             print(f"Migrated the copy from {was} to {base}, not measured.")
         rows = settings.rehearsal_rows
-        seeded = {}
+        seeded: dict[str, Seeded] = {}
         if settings.rehearsal_url is None:
-            seeded = run(engine, lambda connection: seed(connection, rows))
+            stats, most = production_sizes(settings)
+            seeded = run(engine, lambda connection: seed(connection, rows, stats, most))
         targets = run(engine, traffic_targets)
         if on_a_copy and not targets:
             raise HistoryError(
@@ -442,10 +454,18 @@ def rehearse(base: str | None) -> Rehearsal:
             f"by key on {', '.join(t.table for t in targets) or 'no table'}:",
             flush=True,
         )
-        for table, count in seeded.items():
-            if count < rows:
+        cut = {}
+        for table, got in seeded.items():
+            if got.rows < got.generated:
                 refused = "its check constraints refused the other rows"
-                print(f"  ({table}: {count:,} rows; {refused})")
+                print(f"  ({table}: {got.rows:,} rows; {refused})")
+            if got.production is not None and got.generated < got.production:
+                cut[table] = (got.production, got.rows)
+                print(
+                    f"  ({table}: {got.production:,} rows in production, {got.rows:,} "
+                    "here: REHEARSAL_STATS_MAX_ROWS cut it, and its figures are for "
+                    f"{got.rows:,} rows)"
+                )
         results = []
         with traffic.running():
             for script in revisions:
@@ -461,8 +481,16 @@ def rehearse(base: str | None) -> Rehearsal:
         raise HistoryError(f"the traffic stopped: {traffic.failure}")
     max_wait_ms = settings.rehearsal_max_wait_ms
     passed = verdict(results, max_wait_ms, bool(targets))
-    seeded_rows = None if on_a_copy else rows
-    return Rehearsal(base, where, max_wait_ms, results, passed, seeded_rows)
+    sizes = {table: got.rows for table, got in seeded.items()}
+    return Rehearsal(base, where, max_wait_ms, results, passed, sizes, cut)
+
+
+def production_sizes(settings: Settings) -> tuple[dict[str, TableStats] | None, int | None]:
+    """REHEARSAL_STATS' tables and REHEARSAL_STATS_MAX_ROWS, when it is set."""
+    stats_file = getattr(settings, "rehearsal_stats", None)
+    if stats_file is None:
+        return None, None
+    return read_stats(Path(stats_file)), getattr(settings, "rehearsal_stats_max_rows", None)
 
 
 def measure(
@@ -566,7 +594,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop_once)
     try:
         passed = rehearse(arguments.base).passed
-    except (HistoryError, SeedingError, CommandError) as error:
+    except (HistoryError, SeedingError, StatsError, CommandError) as error:
         sys.exit(f"make rehearse: {error}")
     except UNREACHABLE as error:
         sys.exit(f"make rehearse: {unreachable(error)}")

@@ -61,11 +61,12 @@ from alembic_rollout.revision_history import (
 )
 from alembic_rollout.seeding import SeedingError
 from alembic_rollout.service import ServiceError, in_readme, project_root
+from alembic_rollout.table_stats import StatsError
 
 REPORT = "migration-report"
 SPLIT_THE_WORK = in_readme('("Rehearsing a deploy")', "(«Репетиция развёртывания»)")
 # What a check raises when it fails, said in its message.
-CHECK_FAILED = (HistoryError, ServiceError, SeedingError, CommandError)
+CHECK_FAILED = (HistoryError, ServiceError, SeedingError, StatsError, CommandError)
 
 
 @dataclass
@@ -177,8 +178,12 @@ def build_report(base: str | None) -> Report:
         outcome = rehearsal[0]
         settings = {
             "where": outcome.where,
-            "rows_per_table": outcome.rows,
             "max_wait_ms": outcome.max_wait_ms,
+            "seeded_rows": outcome.seeded,
+            "cut_by_max_rows": {
+                table: {"production_rows": production, "seeded_rows": seeded}
+                for table, (production, seeded) in outcome.cut.items()
+            },
         }
     for report in reports.values():
         judge(report, rehearsal[0].max_wait_ms if rehearsal else None)
@@ -292,6 +297,13 @@ def markdown(report: Report) -> str:
             lines.append(f"- lint `{found['rule']}`: {found['message']}")
             lines.append(f"  fix: {found['fix']}")
         lines += ["", "```sql", revision.sql, "```"]
+    for table, cut in report.rehearsal.get("cut_by_max_rows", {}).items():
+        production, seeded = cut["production_rows"], cut["seeded_rows"]
+        lines += [
+            "",
+            f"*{table} has {production:,} rows in production; the rehearsal seeded "
+            f"{seeded:,} (REHEARSAL_STATS_MAX_ROWS), and its figures are for {seeded:,}.*",
+        ]
     details = [check for check in report.checks if len(check.lines) > 1]
     for check in details:
         lines += ["", f"## {check.name}", "", "```text", *check.lines, "```"]
