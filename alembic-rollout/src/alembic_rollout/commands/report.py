@@ -64,7 +64,6 @@ from alembic_rollout.service import ServiceError, in_readme, project_root
 from alembic_rollout.table_stats import StatsError
 
 REPORT = "migration-report"
-SPLIT_THE_WORK = in_readme('("Rehearsing a deploy")', "(«Репетиция развёртывания»)")
 # What a check raises when it fails, said in its message.
 CHECK_FAILED = (HistoryError, ServiceError, SeedingError, StatsError, CommandError)
 
@@ -106,13 +105,18 @@ class Report:
 
     def reasons(self) -> list[str]:
         """Why it fails: each failing revision's reasons, then each failed
-        check that no revision explains."""
+        check that no revision explains (a rehearsal that measured nothing,
+        say, because it could not start)."""
         reasons = [
             f"{revision.revision}: {reason}"
             for revision in self.revisions
             for reason in revision.reasons
         ]
-        explained = {"rehearsal", "migration lint"} if reasons else set()
+        explained = set()
+        if any(revision.lint for revision in self.revisions):
+            explained.add("migration lint")
+        if any(revision.rehearsal is not None for revision in self.revisions):
+            explained.add("rehearsal")
         for check in self.checks:
             if not check.passed and check.name not in explained:
                 reasons.append(f"{check.name}: {check.lines[0]}")
@@ -250,7 +254,7 @@ def judge(report: RevisionReport, max_wait_ms: int | None) -> None:
         report.reasons.append(f"lint: {found['rule']}")
     rehearsed = report.rehearsal
     if rehearsed is None or max_wait_ms is None:
-        report.reasons.append("not rehearsed: the rehearsal stopped before it (above)")
+        report.reasons.append("not rehearsed: the rehearsal stopped before it")
     else:
         waited = rehearsed["traffic_waited_ms"]
         if rehearsed["failure"] is not None:
@@ -261,7 +265,8 @@ def judge(report: RevisionReport, max_wait_ms: int | None) -> None:
             report.reasons.append(
                 f"made traffic wait {waited:,} ms on {table} in the rehearsal, "
                 f"over REHEARSAL_MAX_WAIT_MS ({max_wait_ms:,} ms); the README says how "
-                f"to split such work {SPLIT_THE_WORK}"
+                "to split such work "
+                + in_readme('("Rehearsing a deploy")', "(«Репетиция развёртывания»)")
             )
     report.passed = not report.reasons
 
