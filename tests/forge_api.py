@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -88,3 +89,18 @@ def forge_api() -> Iterator[ForgeApi]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def github_pull_request_env(api: ForgeApi, folder: Path, token: str) -> dict[str, str]:
+    """What GitHub Actions gives a job of pull request 7 of team/hotels, with
+    `token` as the step's GITHUB_TOKEN and `api` as GitHub's API."""
+    event = folder / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 7}}))
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_API_URL": api.url,
+        "GITHUB_REPOSITORY": "team/hotels",
+        "GITHUB_TOKEN": token,
+    }

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
-from tests.forge_api import forge_api
+from tests.forge_api import forge_api, github_pull_request_env
 from tests.git_repository import commit_all, git, init_monorepo
 from tests.postgres import connect
 from tests.rehearsal_revisions import (
@@ -101,18 +101,10 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     closed = URL.create("postgresql", "postgres", host="127.0.0.1", port=free_port())
     unreachable = rehearse(project, closed, "--base", "v1")
     # As a GitHub Actions job of a pull request would run it, against a stand-in API.
-    event, summary = tmp_path / "event.json", tmp_path / "summary.md"
-    event.write_text(json.dumps({"pull_request": {"number": 7}}))
+    summary = tmp_path / "summary.md"
     with forge_api() as api:
-        github = {
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_EVENT_NAME": "pull_request",
-            "GITHUB_EVENT_PATH": str(event),
-            "GITHUB_API_URL": api.url,
-            "GITHUB_REPOSITORY": "team/hotels",
-            "GITHUB_TOKEN": TOKEN,
-            "GITHUB_STEP_SUMMARY": str(summary),
-        }
+        github = github_pull_request_env(api, tmp_path, TOKEN)
+        github["GITHUB_STEP_SUMMARY"] = str(summary)
         # Production's size of hotels, from a stats file (tests/library/test_table_stats.py
         # exports one): more rows than the maximum, so it is cut, and said to be.
         stats = tmp_path / "rehearsal-stats.json"

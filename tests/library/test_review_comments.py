@@ -1,29 +1,18 @@
 """alembic_rollout.review_comments: one report comment per pull or merge request,
 posted once and edited after, against a stand-in of each forge's API."""
 
-import json
 from pathlib import Path
 
 import pytest
 from alembic_rollout.review_comments import MARKER, PublishError, fitted, publish
 
-from tests.forge_api import ForgeApi, forge_api
+from tests.forge_api import ForgeApi, forge_api, github_pull_request_env
 
 TOKEN = "ghs_not-a-real-token-0123456789"
 
 
 def github_env(api: ForgeApi, tmp_path: Path, **overrides: str) -> dict[str, str]:
-    event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 7}}))
-    return {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "pull_request",
-        "GITHUB_EVENT_PATH": str(event),
-        "GITHUB_API_URL": api.url,
-        "GITHUB_REPOSITORY": "team/hotels",
-        "GITHUB_TOKEN": TOKEN,
-        **overrides,
-    }
+    return {**github_pull_request_env(api, tmp_path, TOKEN), **overrides}
 
 
 def test_the_first_run_posts_and_the_next_edit_that_comment(tmp_path: Path) -> None:

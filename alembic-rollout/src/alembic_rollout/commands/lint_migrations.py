@@ -157,11 +157,14 @@ def revision_bodies(config: Config) -> tuple[str, dict[str, str]]:
     return setup, bodies
 
 
-def revision_sql(config: Config) -> dict[str, str]:
-    """Each revision's upgrade SQL, as a script of its own."""
-    setup, bodies = revision_bodies(config)
+def revision_sql(
+    config: Config, bodies: tuple[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """Each revision's upgrade SQL, as a script of its own; from `bodies`
+    when the caller has them (revision_bodies' one Alembic run)."""
+    setup, bodies_by_revision = bodies or revision_bodies(config)
     scripts = {}
-    for revision, body in bodies.items():
+    for revision, body in bodies_by_revision.items():
         scripts[revision] = f"{setup}BEGIN;\n{body}\n\nCOMMIT;\n"
     return scripts
 
@@ -216,8 +219,10 @@ def lint(
     revision_files: list[Path] | None = None,
     head: bool = False,
     config: Config | None = None,
+    bodies: tuple[str, dict[str, str]] | None = None,
 ) -> LintReport:
-    """These revisions (default: all) of this config's history, linted."""
+    """These revisions (default: all) of this config's history, linted;
+    from `bodies` when the caller has already run revision_bodies()."""
     config = config or Config(project_root() / "alembic.ini")
     scripts = ScriptDirectory.from_config(config)
     wanted = {path.resolve() for path in revision_files or []}
@@ -233,7 +238,7 @@ def lint(
             chosen[revision.revision] = revision
     if not chosen:
         return LintReport(linted=[], findings=[])
-    sql = revision_sql(config)
+    sql = revision_sql(config, bodies)
     excluded = excluded_paths()
     steps: dict[Path, dict[str, str]] = {}
     findings = []

@@ -395,12 +395,11 @@ def rehearsal_database(
         with scratch_database(server, settings, "rehearsal") as engine:
             rows = f"{settings.rehearsal_rows:,}"
             seeded = f"a scratch database seeded with {rows} rows per table"
-            stats_file = getattr(settings, "rehearsal_stats", None)
+            stats_file, most = stats_settings(settings)
             if stats_file is not None:
-                most = f"{getattr(settings, 'rehearsal_stats_max_rows', 0):,}"
                 seeded = (
                     f"a scratch database seeded to production's sizes from {stats_file} "
-                    f"(at most {most} rows per table; {rows} in a table it lacks)"
+                    f"(at most {most:,} rows per table; {rows} in a table it lacks)"
                 )
             yield engine, seeded
     finally:
@@ -485,12 +484,20 @@ def rehearse(base: str | None) -> Rehearsal:
     return Rehearsal(base, where, max_wait_ms, results, passed, sizes, cut)
 
 
+def stats_settings(settings: Settings) -> tuple[Path | None, int]:
+    """REHEARSAL_STATS and REHEARSAL_STATS_MAX_ROWS; a config.py older than
+    them has neither, and rehearses on REHEARSAL_ROWS."""
+    stats_file = getattr(settings, "rehearsal_stats", None)
+    most = int(getattr(settings, "rehearsal_stats_max_rows", 0))
+    return (Path(stats_file) if stats_file is not None else None), most
+
+
 def production_sizes(settings: Settings) -> tuple[dict[str, TableStats] | None, int | None]:
     """REHEARSAL_STATS' tables and REHEARSAL_STATS_MAX_ROWS, when it is set."""
-    stats_file = getattr(settings, "rehearsal_stats", None)
+    stats_file, most = stats_settings(settings)
     if stats_file is None:
         return None, None
-    return read_stats(Path(stats_file)), getattr(settings, "rehearsal_stats_max_rows", None)
+    return read_stats(stats_file), most
 
 
 def measure(

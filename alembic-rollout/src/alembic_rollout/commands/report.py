@@ -142,7 +142,9 @@ def build_report(base: str | None) -> Report:
     if not revisions:
         # No new revision, but an edited or deleted released one still fails.
         return Report(base, [], [released], commits)
-    _, bodies = revision_bodies(config)
+    # One offline Alembic run for the report's SQL and the lint's.
+    setup_and_bodies = revision_bodies(config)
+    bodies = setup_and_bodies[1]
     reports = {
         script.revision: RevisionReport(
             script.revision,
@@ -152,7 +154,9 @@ def build_report(base: str | None) -> Report:
         )
         for script in revisions
     }
-    linted = lint([Path(script.path) for script in revisions], config=config)
+    linted = lint(
+        [Path(script.path) for script in revisions], config=config, bodies=setup_and_bodies
+    )
     by_file = {report.file: report for report in reports.values()}
     for found in linted.findings:
         by_file[str(shown(found.revision_file))].lint.append(lint_finding(found))
