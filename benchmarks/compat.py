@@ -76,7 +76,7 @@ def main() -> None:
         ]
         for branch, label in (("add-stars", "compatible"), ("drop-location", "broken")):
             git(project, "checkout", "-q", branch)
-            check = [sys.executable, "-m", "scripts", "check-compat", "--base", "main"]
+            check = [sys.executable, "-m", "alembic_rollout", "check-compat", "--base", "main"]
             figures[f"`make check-compat`, {label} ({branch})"] = [
                 seconds(check, project, env) for _ in range(runs)
             ]

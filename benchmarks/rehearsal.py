@@ -45,7 +45,7 @@ def main() -> None:
             )
             started = time.monotonic()
             result = subprocess.run(
-                [sys.executable, "-m", "scripts", "rehearse", "--base", "main"],
+                [sys.executable, "-m", "alembic_rollout", "rehearse", "--base", "main"],
                 cwd=project,
                 env=env,
                 capture_output=True,

@@ -17,6 +17,7 @@ from tests.postgres import (
     create_database,
     drop_database,
     drop_database_on,
+    execute,
     postgres_server,
 )
 
@@ -129,3 +130,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"reliability cases (docs/reliability.md): {passed} of {len(outcomes)} passed"
         )
+
+
+@pytest.fixture
+def reader(postgres_server_url: URL, database_url: URL) -> Iterator[URL]:
+    """A role that may connect to the test's database and nothing more: a test grants
+    what it reads."""
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    execute(postgres_server_url, f"CREATE ROLE {role} LOGIN PASSWORD 'reader'", autocommit=True)
+    execute(database_url, f'GRANT CONNECT ON DATABASE "{database_url.database}" TO {role}')
+    yield database_url.set(username=role, password="reader")
+    execute(database_url, f"DROP OWNED BY {role}")
+    execute(postgres_server_url, f"DROP ROLE {role}", autocommit=True)

@@ -5,11 +5,8 @@ their own and an exit status that CI can tell apart."""
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import URL, text
 
 from tests.alembic_cli import Alembic
@@ -31,17 +28,6 @@ def drift(project: Path, url: URL) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=180,
     )
-
-
-@pytest.fixture
-def reader(postgres_server_url: URL, database_url: URL) -> Iterator[URL]:
-    """A role with CONNECT and SELECT on alembic_version, nothing more."""
-    role = f"drift_reader_{uuid.uuid4().hex[:8]}"
-    execute(postgres_server_url, f"CREATE ROLE {role} LOGIN PASSWORD 'reader'", autocommit=True)
-    execute(database_url, f'GRANT CONNECT ON DATABASE "{database_url.database}" TO {role}')
-    yield database_url.set(username=role, password="reader")
-    execute(database_url, f"DROP OWNED BY {role}")
-    execute(postgres_server_url, f"DROP ROLE {role}", autocommit=True)
 
 
 def database_state(url: URL) -> tuple[object, ...]:

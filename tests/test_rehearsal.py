@@ -128,6 +128,7 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     report = result.stdout
     assert "4 revision(s) that v1 does not have" in report
     assert f"seeded to production's sizes from {stats} (at most 200,000 rows" in report
+    assert "(rows seeded to production's sizes: hotels 200,000)" in report
     cut = "(hotels: 3,000,000 rows in production, 200,000 here: REHEARSAL_STATS_MAX_ROWS cut it"
     assert cut in report
     measured = sections(report)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 from alembic_rollout.seeding import Seeded, seed
-from alembic_rollout.table_stats import StatsError, export, read_stats, write_stats
+from alembic_rollout.table_stats import (
+    ColumnStats,
+    StatsError,
+    TableStats,
+    export,
+    read_stats,
+    write_stats,
+)
 from sqlalchemy import URL, text
 
 from tests.postgres import connect, create_database, drop_database, execute
@@ -28,10 +35,12 @@ PRODUCTION_ROWS = (
 
 
 def test_exported_statistics_seed_the_same_shape_and_hold_no_values(
-    database_url: URL, postgres_server_url: URL, tmp_path: Path
+    database_url: URL, postgres_server_url: URL, reader: URL, tmp_path: Path
 ) -> None:
     execute(database_url, *SCHEMA, *PRODUCTION_ROWS)
-    with connect(database_url) as connection:
+    # As the README says to run it: a role that can only read the tables.
+    execute(database_url, f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader.username}")
+    with connect(reader) as connection:
         exported = export(connection)
     stats_file = tmp_path / "rehearsal-stats.json"
     write_stats(exported, stats_file)
@@ -68,6 +77,17 @@ def test_exported_statistics_seed_the_same_shape_and_hold_no_values(
     rows, countries, emails, null_share = shape
     assert (rows, countries, emails) == (2000, 5, 2000)
     assert float(null_share) == pytest.approx(0.3, abs=0.03)
+
+
+def test_production_sizes_past_two_billion_in_a_product_still_seed(database_url: URL) -> None:
+    """Row numbers are bigints: the NULL fraction's hash multiplies them by 7919."""
+    execute(database_url, "CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY, body text)")
+    stats = {"notes": TableStats(300_000, {"body": ColumnStats(0.5, -1, 12)})}
+    with connect(database_url) as connection:
+        seeded = seed(connection, 100, stats)
+        nulls = connection.scalar(text("SELECT avg((body IS NULL)::int) FROM notes"))
+    assert seeded["notes"] == Seeded(rows=300_000, generated=300_000, production=300_000)
+    assert float(nulls) == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.parametrize(

@@ -453,6 +453,9 @@ def rehearse(base: str | None) -> Rehearsal:
             f"by key on {', '.join(t.table for t in targets) or 'no table'}:",
             flush=True,
         )
+        sized = [f"{t} {got.rows:,}" for t, got in seeded.items() if got.production is not None]
+        if sized:
+            print(f"  (rows seeded to production's sizes: {', '.join(sized)})")
         cut = {}
         for table, got in seeded.items():
             if got.rows < got.generated:
