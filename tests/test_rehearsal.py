@@ -194,6 +194,7 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
         "check-released": True,
     }
     assert "| check-compat | passed: Compatible: the " in markdown
+    assert re.search(r"\n\*Rows in the rehearsal's tables: [^\n]*hotels 200,000", markdown)
     assert "*hotels has 3,000,000 rows in production; the rehearsal seeded 200,000" in markdown
     assert written["rehearsal"]["cut_by_max_rows"] == {
         "hotels": {"production_rows": 3_000_000, "seeded_rows": 200_000}

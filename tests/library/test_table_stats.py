@@ -11,6 +11,7 @@ from alembic_rollout.table_stats import (
     StatsError,
     TableStats,
     export,
+    missing_statistics,
     read_stats,
     write_stats,
 )
@@ -32,6 +33,8 @@ PRODUCTION_ROWS = (
     "FROM generate_series(1, 3000) AS g",
     "ANALYZE guests",
 )
+# 100 rows each, analyzed: the reader is granted guests, not audit.
+FILLED = ("audit", "guests")
 
 
 def test_exported_statistics_seed_the_same_shape_and_hold_no_values(
@@ -77,6 +80,30 @@ def test_exported_statistics_seed_the_same_shape_and_hold_no_values(
     rows, countries, emails, null_share = shape
     assert (rows, countries, emails) == (2000, 5, 2000)
     assert float(null_share) == pytest.approx(0.3, abs=0.03)
+
+
+def test_what_an_export_lacks_is_said_table_by_table(database_url: URL, reader: URL) -> None:
+    execute(
+        database_url,
+        "CREATE TABLE visits (id bigint)",  # never analyzed
+        "CREATE TABLE refunds (id bigint)",  # analyzed, and empty
+        "ANALYZE refunds",
+        *(f"CREATE TABLE {name} AS SELECT generate_series(1, 100) AS id" for name in FILLED),
+        *(f"ANALYZE {name}" for name in FILLED),
+        f"GRANT SELECT ON visits, refunds, guests TO {reader.username}",  # not audit
+    )
+    with connect(reader) as connection:
+        exported = export(connection)
+
+    rows = {name: table.rows for name, table in exported.items()}
+    assert rows == {"audit": 100, "guests": 100, "refunds": 0, "visits": -1}
+    assert missing_statistics(exported) == [
+        "No row estimate for visits: never analyzed. Run ANALYZE on them and export "
+        "again; meanwhile the rehearsal gives each REHEARSAL_ROWS.",
+        "No column statistics for audit: not analyzed yet, or not readable by this role "
+        "(it needs SELECT on them). Their sizes are in the file, and their columns get "
+        "the rehearsal's usual values; run ANALYZE, or grant SELECT, and export again.",
+    ]
 
 
 def test_production_sizes_past_two_billion_in_a_product_still_seed(database_url: URL) -> None:

@@ -70,7 +70,9 @@ def recorded_heads(connection: Connection) -> tuple[str, ...] | None:
     return MigrationContext.configure(connection).get_current_heads()
 
 
-def refuse_unknown_heads(scripts: ScriptDirectory, heads: tuple[str, ...], advice: str) -> None:
+def refuse_unknown_heads(
+    scripts: ScriptDirectory, heads: tuple[str, ...], database: str, advice: str
+) -> None:
     """A HistoryError naming each recorded head this history does not have
     (a squashed one says what the squash replaced it with)."""
     known = {script.revision for script in scripts.walk_revisions()}
@@ -82,6 +84,6 @@ def refuse_unknown_heads(scripts: ScriptDirectory, heads: tuple[str, ...], advic
     except CommandError as error:
         raise HistoryError(str(error)) from None
     raise HistoryError(
-        f"it records revision {', '.join(unknown)}, which this checkout's history "
+        f"{database} records revision {', '.join(unknown)}, which this checkout's history "
         f"does not have (deployed from a newer branch?): {advice}"
     )

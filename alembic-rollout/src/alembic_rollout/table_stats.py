@@ -65,6 +65,27 @@ class TableStats:
     columns: dict[str, ColumnStats] = field(default_factory=dict)
 
 
+def missing_statistics(tables: dict[str, TableStats]) -> list[str]:
+    """What an export lacks, a sentence per kind: tables with no row estimate,
+    and tables with rows but no column statistics. An empty table needs none."""
+    never = sorted(name for name, table in tables.items() if table.rows < 0)
+    shapeless = sorted(name for name, t in tables.items() if t.rows > 0 and not t.columns)
+    said = []
+    if never:
+        said.append(
+            f"No row estimate for {', '.join(never)}: never analyzed. Run ANALYZE on "
+            "them and export again; meanwhile the rehearsal gives each REHEARSAL_ROWS."
+        )
+    if shapeless:
+        said.append(
+            f"No column statistics for {', '.join(shapeless)}: not analyzed yet, or not "
+            "readable by this role (it needs SELECT on them). Their sizes are in the "
+            "file, and their columns get the rehearsal's usual values; run ANALYZE, or "
+            "grant SELECT, and export again."
+        )
+    return said
+
+
 def export(connection: Connection) -> dict[str, TableStats]:
     """The statistics of every table, read in a READ ONLY transaction."""
     connection.execute(text("SET TRANSACTION READ ONLY"))

@@ -137,7 +137,7 @@ def drift() -> int:
     database = database_name(engine)
     live = LiveDatabase(lock_key(), database)
     read_live(engine, live.read)
-    refuse_unknown_heads(scripts, live.heads, "run drift from a checkout that has it")
+    refuse_unknown_heads(scripts, live.heads, database, "run drift from a checkout that has it")
     at = ", ".join(live.heads) or "base (no revision applied)"
     print(f"Replaying the history to {at} on a throwaway PostgreSQL...", flush=True)
     history = replayed(live.heads, engine.url.drivername)

@@ -42,7 +42,7 @@ def plan() -> None:
     engine = create_direct_engine(settings)
     database = database_name(engine)
     heads = read_live(engine, recorded_heads) or ()
-    refuse_unknown_heads(scripts, heads, "plan from a checkout that has it")
+    refuse_unknown_heads(scripts, heads, database, "plan from a checkout that has it")
     if len(heads) > 1:
         raise HistoryError(
             f"{database} records {len(heads)} heads ({', '.join(heads)}); a plan "

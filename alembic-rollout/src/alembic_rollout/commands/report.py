@@ -243,6 +243,7 @@ def figures(result: Rehearsed) -> dict[str, Any]:
                 "mode": lock_mode(held.mode),
                 "longest_ms": round(held.longest * 1000),
                 "transactions": held.transactions,
+                "said": str(held),  # as the rehearsal prints it
             }
             for held in result.locks
         ],
@@ -306,6 +307,9 @@ def markdown(report: Report) -> str:
             lines.append(f"- lint `{found['rule']}`: {found['message']}")
             lines.append(f"  fix: {found['fix']}")
         lines += ["", "```sql", revision.sql, "```"]
+    if seeded := report.rehearsal.get("seeded_rows"):
+        held = ", ".join(f"{table} {rows:,}" for table, rows in seeded.items())
+        lines += ["", f"*Rows in the rehearsal's tables: {held}.*"]
     for table, cut in report.rehearsal.get("cut_by_max_rows", {}).items():
         production, seeded = cut["production_rows"], cut["seeded_rows"]
         lines += [
@@ -329,15 +333,7 @@ def rehearsal_lines(rehearsed: dict[str, Any] | None) -> list[str]:
         f"- rehearsal: {rehearsed['seconds']:.2f} s, "
         f"{rehearsed['rows_written']:,} rows written, {waited}"
     ]
-    for held in rehearsed["locks"]:
-        lines.append(
-            f"- lock {held['mode']} on {held['table']}, {held['longest_ms']:,} ms"
-            + (
-                f" at most, in {held['transactions']} transactions"
-                if held["transactions"] > 1
-                else ""
-            )
-        )
+    lines += [f"- {held['said']}" for held in rehearsed["locks"]]
     lines += [f"- rewrote {table} (every row copied)" for table in rehearsed["rewrote"]]
     return lines
 

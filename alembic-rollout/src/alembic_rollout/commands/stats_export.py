@@ -21,7 +21,7 @@ from alembic_rollout.live_reads import database_name, read_live
 from alembic_rollout.revision_history import run_command
 from alembic_rollout.scratch_server import configured_settings
 from alembic_rollout.service import create_direct_engine
-from alembic_rollout.table_stats import export, write_stats
+from alembic_rollout.table_stats import export, missing_statistics, write_stats
 
 DEFAULT_FILE = "rehearsal-stats.json"
 
@@ -32,19 +32,12 @@ def stats_export(path: Path) -> list[str]:
     tables = read_live(engine, export)
     write_stats(tables, path)
     rows = sum(max(table.rows, 0) for table in tables.values())
-    unknown = sorted(name for name, table in tables.items() if not table.columns)
-    lines = [
+    wrote = (
         f"Wrote the statistics of {len(tables)} table(s) of {database_name(engine)} "
         f"({rows:,} rows in all, by the planner's estimate) to {path}: sizes, "
         "NULL fractions, distinct counts and widths, no row values."
-    ]
-    if unknown:
-        lines.append(
-            f"No column statistics for {', '.join(unknown)}: never analyzed, or not "
-            "readable by this role (SELECT on them). Run ANALYZE, or grant it, and "
-            "export again; meanwhile a table without a row estimate gets REHEARSAL_ROWS."
-        )
-    return lines
+    )
+    return [wrote, *missing_statistics(tables)]
 
 
 def main() -> None:
