@@ -236,8 +236,16 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     )
     (batched,) = versions.glob(f"{BATCHED_BACKFILL}_*.py")
     batched.write_text(batched.read_text().replace('"rating = 3"', '"rating = 4"'))
-    edited = tool(project, database_url, "report", "--base", "feature")
+    # The pull request's API answers 500: a warning, and the checks' verdict still holds.
+    with forge_api() as failing:
+        failing.failing_status = 500
+        github = github_pull_request_env(failing, tmp_path, TOKEN)
+        edited = tool(project, database_url, "report", "--base", "feature", **github)
     assert edited.returncode == 1, edited.stdout + edited.stderr
+    said = edited.stdout + edited.stderr
+    assert "GitHub answered 500 Internal Server Error to POST /repos/team/hotels/issues/7" in said
+    assert "Traceback" not in said and TOKEN not in said
+    assert failing.writes() == [("POST", "/repos/team/hotels/issues/7/comments")]
     reason = "  check-released: this checkout changes revisions that feature already has"
     assert reason in edited.stdout
     assert (
