@@ -79,9 +79,9 @@ ALEMBIC_FIXES = {
     "adding-not-nullable-field": f"add a CHECK (column IS NOT NULL) NOT VALID in one revision; in the next, VALIDATE it, SET NOT NULL (PostgreSQL uses the valid check instead of a scan), then drop the check, declared (README: {README_SECTION})",
     "ban-drop-not-null": f"the serving release reads the NULLs that the new code writes: give the column a default it can read instead (`op.alter_column(..., server_default=...)`). Once no serving code reads it, declare the step in the revision's contract_step, with the reason (README: {README_SECTION})",
     "ban-drop-constraint": f"a check that only let SET NOT NULL skip its scan can go once the column is NOT NULL: declare it in the revision's contract_step, with the reason (README: {README_SECTION}). Any other constraint: is the guarantee still needed?",
-    "prefer-bigint-over-int": "`Mapped[int]` on the Base of models/base.py",
-    "prefer-identity": "`Mapped[IdentityKey]` from models/base.py",
-    "prefer-text-field": "`Mapped[str]` (text) on the Base of models/base.py",
+    "prefer-bigint-over-int": "declare it `Mapped[int]`: the models' Base (models/base.py) maps int to BIGINT",
+    "prefer-identity": "declare the key `Mapped[IdentityKey]`, from the models' base.py",
+    "prefer-text-field": "declare it `Mapped[str]`: the models' Base (models/base.py) maps str to TEXT",
 }
 
 
