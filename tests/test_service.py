@@ -14,6 +14,8 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -213,11 +215,15 @@ CONCURRENT_INDEX = """\
 SERVED_PASSWORD = "never in a log 9f3e"
 
 
-def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], str]:
-    """`make run`, then real HTTP calls: {path: (status, JSON or None)}, and the log."""
-    port = free_port()
+@contextmanager
+def serving(
+    command: str, project: Path, env: dict[str, str], port: int
+) -> Iterator[dict[str, str]]:
+    """The command, as a shell runs it, until it answers on the port; its log is in
+    the yielded dict's "log" once it is stopped."""
     server = subprocess.Popen(
-        ["make", "run", f"PORT={port}"],
+        command,
+        shell=True,
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
@@ -225,17 +231,37 @@ def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], 
         text=True,
         start_new_session=True,
     )
-    base = f"http://127.0.0.1:{port}"
-    replies: dict[str, Any] = {}
+    output = {"log": ""}
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                ready = httpx.get(f"{base}/ready", timeout=5)
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
                 break
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "make run did not start serving"
+                assert server.poll() is None, f"{command} stopped: {server.communicate()[0]}"
+                assert time.monotonic() < deadline, f"{command} did not start serving"
                 time.sleep(0.3)
+        yield output
+    finally:
+        # The whole session (uv, make, a reloader and its worker). On a loaded machine
+        # the reloader has been seen to outlive its worker's clean shutdown (CI, once):
+        # the log is read either way.
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            output["log"], _ = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            output["log"], _ = server.communicate(timeout=30)
+
+
+def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """`make run`, then real HTTP calls: {path: (status, JSON or None)}, and the log."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    replies: dict[str, Any] = {}
+    with serving(f"make run PORT={port}", project, env, port) as output:
+        ready = httpx.get(f"{base}/ready", timeout=5)
         replies["/ready"] = (ready.status_code, ready.json())
         user = {"email": "first@example.com", "password": SERVED_PASSWORD}
         created = httpx.post(f"{base}/users", json=user, timeout=5)
@@ -255,17 +281,17 @@ def serve_and_call(project: Path, env: dict[str, str]) -> tuple[dict[str, Any], 
                 timeout=30,
             )
             replies[example] = (int(called.stdout or 0), None)
-    finally:
-        # The reloader and its worker: the whole session. On a loaded machine the
-        # reloader has been seen to outlive its worker's clean shutdown (CI, once):
-        # the log is read either way.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            log, _ = server.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            log, _ = server.communicate(timeout=30)
-    return replies, log
+    return replies, output["log"]
+
+
+def serves_as_written(project: Path, env: dict[str, str]) -> int:
+    """The README's production command, on one line as written (on a free port):
+    the status of its /ready."""
+    readme = (project / "README.md").read_text()
+    (command,) = re.findall(r"^uv run uvicorn .*--port 8000.*$", readme, flags=re.M)
+    port = free_port()
+    with serving(command.replace("--port 8000", f"--port {port}"), project, env, port):
+        return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code
 
 
 def readme_curl_examples(readme: str) -> list[str]:
@@ -367,6 +393,7 @@ def quick_start_in(destination: Path) -> None:
         assert "$(" not in typed["make help"] and "rehearse" in typed["make help"]
         assert typed["make plan"].startswith("-- Nothing to run: ")
         served, log = serve_and_call(project, newcomer_env)
+        assert serves_as_written(project, newcomer_env) == 200
         assert served["/ready"] == (200, {"status": "ready"})
         assert served["/users"][0] == 201 and served["/docs"][0] == 200
         assert served["/users, the same address in other case"][0] == 409
