@@ -13,8 +13,10 @@ check-released to the rehearsal's figures, in Markdown for people and in JSON.
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from sqlalchemy import URL, text
 from tests.alembic_cli import Alembic
 from tests.forge_api import forge_api, github_pull_request_env
 from tests.git_repository import commit_all, git, init_monorepo
-from tests.postgres import connect
+from tests.postgres import connect, create_database, drop_database, execute
 from tests.rehearsal_revisions import (
     BATCHED_BACKFILL,
     NULLABLE_COLUMN,
@@ -31,7 +33,7 @@ from tests.rehearsal_revisions import (
     VOLATILE_DEFAULT,
     revision_files,
 )
-from tests.rendering import lock_dependencies, render_service
+from tests.rendering import SHIPPED_HEAD, lock_dependencies, render_service
 from tests.serving import free_port
 
 pytestmark = pytest.mark.reliability
@@ -219,6 +221,31 @@ def test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work(
     on_copy = rehearse(project, database_url, "--base", "main", REHEARSAL_DATABASE_URL=copy)
     assert on_copy.returncode == 1
     assert f"database is at {ONE_STATEMENT_BACKFILL}, which main does not have" in on_copy.stderr
+    # Unpacked outside any repository, the service rehearses on a copy of production,
+    # whose recorded revision is the base; without a copy, it says what it lacks.
+    with tempfile.TemporaryDirectory() as folder:
+        unpacked = Path(folder) / "hotels"
+        shutil.copytree(project, unpacked)
+        copy_url = create_database(
+            database_url.set(database="postgres"), f"{database_url.database}_copy"
+        )
+        Alembic(unpacked, copy_url)("upgrade", SHIPPED_HEAD)
+        execute(
+            copy_url,
+            "INSERT INTO hotels (title, location) "
+            "SELECT 'h' || g, 'x' FROM generate_series(1, 1000) AS g",
+        )
+        copy = copy_url.render_as_string(hide_password=False)
+        without_git = rehearse(unpacked, database_url, REHEARSAL_DATABASE_URL=copy)
+        no_base = rehearse(unpacked, database_url)
+        drop_database(database_url.set(database="postgres"), copy_url.database)
+    assert without_git.returncode == 0, without_git.stdout + without_git.stderr
+    assert (
+        "Rehearsing 4 revision(s) that REHEARSAL_DATABASE_URL's database does not have"
+        in without_git.stdout
+    )
+    assert no_base.returncode == 1
+    assert "not in a git repository, so no release tells which revisions are new" in no_base.stderr
 
     record_head = [sys.executable, "-m", "scripts", "record-head"]
     subprocess.run(record_head, cwd=project, check=True, capture_output=True)

@@ -354,3 +354,37 @@ def test_readme_commands_can_be_typed_and_references_resolve(
     if language == "ru":
         warning = "Применяйте сжатие только там, где все базы стоят на `<rev>` или новее"
         assert warning in " ".join(readme.split())
+
+
+# What a team owns and reads, as the move of the machinery into the library set it: the
+# Python outside tests/, the versions folder and the vendored library, in non-blank lines.
+TEAM_OWNED_LINES, ENV_PY_LINES = 1_300, 60
+PRIVATE_ALEMBIC_NAMES = ("_migrations_fn", "_all_down_revisions", "_revision_map")
+
+
+def test_the_team_owns_little_python_a_thin_env_py_and_knows_whose_folder_is_whose(
+    readmes: dict[str, Path],
+) -> None:
+    project = readmes["en"]
+    not_owned = {"tests", "versions", "vendor"}
+    owned = {
+        path.relative_to(project).as_posix(): path.read_text()
+        for path in project.rglob("*.py")
+        if not not_owned & set(path.relative_to(project).parts)
+    }
+    lines = {
+        path: sum(1 for line in text.splitlines() if line.strip()) for path, text in owned.items()
+    }
+
+    assert sum(lines.values()) <= TEAM_OWNED_LINES, sorted(lines.items(), key=lambda kv: -kv[1])
+    assert lines["src/migrations/env.py"] <= ENV_PY_LINES
+    using_private = [
+        path for path, text in owned.items() if any(n in text for n in PRIVATE_ALEMBIC_NAMES)
+    ]
+    assert using_private == []
+    for language, said in (
+        ("en", "it changes only through `copier update`"),
+        ("ru", "меняется только через `copier update`"),
+    ):
+        readme = (readmes[language] / "README.md").read_text()
+        assert "vendor/alembic-rollout/" in readme.split("\n## ", 1)[0] and said in readme

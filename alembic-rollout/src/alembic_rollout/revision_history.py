@@ -177,6 +177,10 @@ def default_base() -> str:
     )
 
 
+def in_git_repository() -> bool:
+    return git("rev-parse", "--show-prefix").returncode == 0
+
+
 @cache
 def service_prefix() -> str:
     """Where the service lives in its git repository: "" at the root,

@@ -32,12 +32,18 @@ from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import Script
+from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, NotSupportedError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from alembic_rollout.live_reads import (
+    database_name,
+    read_live,
+    recorded_heads,
+    refuse_unknown_heads,
+)
 from alembic_rollout.revision_history import (
     UNREACHABLE,
     HistoryError,
@@ -45,6 +51,7 @@ from alembic_rollout.revision_history import (
     ancestry,
     default_base,
     heads_at,
+    in_git_repository,
     new_revisions,
     script_directory,
     unreachable,
@@ -410,8 +417,21 @@ def rehearse(base: str | None) -> Rehearsal:
     settings = configured_settings("the rehearsal")
     config = alembic_config()
     scripts = script_directory(config)
-    base = base or default_base()
-    base_heads = heads_at(base, scripts)
+    if base is None and settings.rehearsal_url is not None and not in_git_repository():
+        # An unpacked release and a copy of production: what the copy records
+        # is the release it runs, so the revisions it lacks are the new ones.
+        base = "REHEARSAL_DATABASE_URL's database"
+        base_heads = recorded_on_the_copy(settings, scripts)
+    elif base is None and not in_git_repository():
+        raise HistoryError(
+            "this service is not in a git repository, so no release tells which "
+            "revisions are new: git init and commit, or rehearse on a restored copy "
+            "of production (REHEARSAL_DATABASE_URL), whose recorded revision is then "
+            "the base"
+        )
+    else:
+        base = base or default_base()
+        base_heads = heads_at(base, scripts)
     revisions = new_revisions(scripts, base_heads)
     if not revisions:
         print(f"Nothing to rehearse: {base} has every revision here.")
@@ -485,6 +505,18 @@ def rehearse(base: str | None) -> Rehearsal:
     passed = verdict(results, max_wait_ms, bool(targets))
     sizes = {table: got.rows for table, got in seeded.items()}
     return Rehearsal(base, where, max_wait_ms, results, passed, sizes, cut)
+
+
+def recorded_on_the_copy(settings: Settings, scripts: ScriptDirectory) -> list[str]:
+    """The head revisions that REHEARSAL_DATABASE_URL's database records,
+    each one this history has."""
+    engine = create_direct_engine(settings, url=settings.rehearsal_url)
+    try:
+        heads = read_live(engine, recorded_heads) or ()
+        refuse_unknown_heads(scripts, heads, database_name(engine), "restore the copy again")
+    finally:
+        asyncio.run(engine.dispose())
+    return list(heads)
 
 
 def stats_settings(settings: Settings) -> tuple[Path | None, int]:
