@@ -1,7 +1,9 @@
 """`alembic-rollout COMMAND`: the commands are listed, and a mistyped one is refused."""
 
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,12 @@ def test_help_of_a_command_without_options_runs_nothing(command: str, tmp_path: 
     assert shown.returncode == 0
     assert shown.stdout.strip() and "Traceback" not in shown.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_its_version_is_the_templates_newest_release() -> None:
+    """A service's vendored copy says which release it came from."""
+    root = Path(__file__).resolve().parents[2]
+    changelog = (root / "CHANGELOG.md").read_text()
+    newest = re.search(r"^## v(\S+) \(", changelog, flags=re.MULTILINE)
+    project = tomllib.loads((root / "alembic-rollout" / "pyproject.toml").read_text())["project"]
+    assert newest is not None and project["version"] == newest.group(1)
