@@ -92,10 +92,11 @@ def owned_database_url(postgres_server_url: URL, password_role: str) -> Iterator
 # finish together instead of one waiting on a long test collected last.
 LONGEST_FIRST = (
     "test_readme_quick_start_works_line_by_line",
+    "test_the_recipes_walk_through_their_releases",
+    "test_a_drop_breaks_the_release_and_a_new_column_does_not",
     "test_web_service_holds",
     "test_image_serves_through_pgbouncer_after_a_direct_migration",
     "test_two_branches_conflict_in_git_and_rebase_revision_resolves_it",
-    "test_benchmarks_run_in_quick_mode",
     "test_squash_writes_a_proven_baseline_in_the_middle_of_a_history",
     "test_enums_and_empty_revisions_need_no_hand_edits",
     "test_rehearsal_fails_a_one_statement_backfill_and_passes_batched_work",
