@@ -6,6 +6,7 @@ post-write hook (commands/record_head.py) imports it, and also runs inside
 `make squash`'s temporary copy of the project, which has no package.
 """
 
+import argparse
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -35,6 +36,20 @@ def unreachable(error: BaseException) -> str:
     """One line for an UNREACHABLE error, without a traceback."""
     cause = error.orig if isinstance(error, DBAPIError) else error
     return "PostgreSQL: " + " ".join(str(cause).split())[:300]
+
+
+def command_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
+    """`alembic-rollout COMMAND`'s parser, described by the first paragraph
+    of the command module's docstring."""
+    return argparse.ArgumentParser(
+        prog=f"alembic-rollout {command}",
+        description=(doc or "").split("\n\n")[0],
+    )
+
+
+def add_base_argument(parser: argparse.ArgumentParser, meaning: str) -> None:
+    """`--base REF`, where the default base is what default_base() finds."""
+    parser.add_argument("--base", help=f"git ref {meaning} (default: origin/main, else last tag)")
 
 
 def run_command(command: str, work: Callable[[], Iterable[str]]) -> None:

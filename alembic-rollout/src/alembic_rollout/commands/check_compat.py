@@ -14,7 +14,6 @@ A test that fails is run again on REF's own schema: one that fails there
 too is REF's own failure, not the new revisions'.
 """
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -27,6 +26,8 @@ from xml.etree import ElementTree
 
 from alembic_rollout.revision_history import (
     HistoryError,
+    add_base_argument,
+    command_parser,
     default_base,
     git,
     heads_at,
@@ -227,14 +228,8 @@ def environment() -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="alembic-rollout check-compat",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument(
-        "--base",
-        help="git ref whose code runs (default: origin/main, else last tag)",
-    )
+    parser = command_parser("check-compat", __doc__)
+    add_base_argument(parser, "whose code runs")
     parser.add_argument(
         "tests",
         nargs="*",

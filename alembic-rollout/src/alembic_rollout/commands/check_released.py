@@ -10,7 +10,6 @@ reformatting and comments are no edit. A revision that a squash replaced
 (its baseline's `squashes`) may go.
 """
 
-import argparse
 import re
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from alembic.script.revision import RevisionError
 
 from alembic_rollout.revision_history import (
     HistoryError,
+    add_base_argument,
+    command_parser,
     default_base,
     exists_at,
     git,
@@ -148,14 +149,8 @@ def check_released(base: str | None) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="alembic-rollout check-released",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument(
-        "--base",
-        help="git ref that was released (default: origin/main, else last tag)",
-    )
+    parser = command_parser("check-released", __doc__)
+    add_base_argument(parser, "that was released")
     arguments = parser.parse_args()
     run_command(
         "make check-released",

@@ -11,7 +11,6 @@ which a script cannot. A database at a revision this history does not have
 is refused, naming it.
 """
 
-import argparse
 import sys
 
 from alembic import command
@@ -27,6 +26,7 @@ from alembic_rollout.revision_history import (
     UNREACHABLE,
     HistoryError,
     alembic_config,
+    command_parser,
     new_revisions,
     script_directory,
     unreachable,
@@ -61,10 +61,7 @@ def plan() -> None:
 
 
 def main() -> None:
-    argparse.ArgumentParser(
-        prog="alembic-rollout plan",
-        description=__doc__.split("\n\n")[0],
-    ).parse_args()
+    command_parser("plan", __doc__).parse_args()
     try:
         plan()
     except (HistoryError, ServiceError) as error:

@@ -15,7 +15,6 @@ query took while it ran. A revision that makes traffic wait longer than
 REHEARSAL_MAX_WAIT_MS fails the rehearsal.
 """
 
-import argparse
 import asyncio
 import random
 import re
@@ -47,8 +46,10 @@ from alembic_rollout.live_reads import (
 from alembic_rollout.revision_history import (
     UNREACHABLE,
     HistoryError,
+    add_base_argument,
     alembic_config,
     ancestry,
+    command_parser,
     default_base,
     heads_at,
     in_git_repository,
@@ -417,18 +418,18 @@ def rehearse(base: str | None) -> Rehearsal:
     settings = configured_settings("the rehearsal")
     config = alembic_config()
     scripts = script_directory(config)
-    if base is None and settings.rehearsal_url is not None and not in_git_repository():
+    if base is None and not in_git_repository():
+        if settings.rehearsal_url is None:
+            raise HistoryError(
+                "this service is not in a git repository, so no release tells which "
+                "revisions are new: git init and commit, or rehearse on a restored copy "
+                "of production (REHEARSAL_DATABASE_URL), whose recorded revision is then "
+                "the base"
+            )
         # An unpacked release and a copy of production: what the copy records
         # is the release it runs, so the revisions it lacks are the new ones.
         base = "REHEARSAL_DATABASE_URL's database"
         base_heads = recorded_on_the_copy(settings, scripts)
-    elif base is None and not in_git_repository():
-        raise HistoryError(
-            "this service is not in a git repository, so no release tells which "
-            "revisions are new: git init and commit, or rehearse on a restored copy "
-            "of production (REHEARSAL_DATABASE_URL), whose recorded revision is then "
-            "the base"
-        )
     else:
         base = base or default_base()
         base_heads = heads_at(base, scripts)
@@ -624,11 +625,8 @@ def verdict(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--base",
-        help="git ref to compare with (default: origin/main, else last tag)",
-    )
+    parser = command_parser("rehearse", __doc__)
+    add_base_argument(parser, "to compare with")
     arguments = parser.parse_args()
     # Ctrl-C or a CI job's SIGTERM unwinds as an exception, so the scratch
     # database is dropped; a second signal does not cut that short.

@@ -21,7 +21,6 @@ exits 1 when any check fails, 0 when all pass: a comment that cannot be
 posted is a warning, not a failure.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -51,7 +50,9 @@ from alembic_rollout.review_comments import PublishError, publish
 from alembic_rollout.revision_history import (
     UNREACHABLE,
     HistoryError,
+    add_base_argument,
     alembic_config,
+    command_parser,
     default_base,
     git,
     heads_at,
@@ -356,14 +357,8 @@ def as_json(report: Report) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="alembic-rollout report",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument(
-        "--base",
-        help="git ref to compare with (default: origin/main, else last tag)",
-    )
+    parser = command_parser("report", __doc__)
+    add_base_argument(parser, "to compare with")
     parser.add_argument(
         "--output",
         type=Path,

@@ -12,7 +12,6 @@ it is refused; a `backfill()` is left out, since it fills only the rows
 that exist when it runs.
 """
 
-import argparse
 import asyncio
 import re
 import shutil
@@ -34,6 +33,7 @@ from alembic_rollout.revision_history import (
     ancestry,
     builds_on,
     check_head_record,
+    command_parser,
     record_head,
     refuse_uncommitted,
     run_command,
@@ -303,10 +303,7 @@ def write_baseline(
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        prog="alembic-rollout squash",
-        description=__doc__.split("\n\n")[0],
-    )
+    parser = command_parser("squash", __doc__)
     parser.add_argument(
         "upto",
         metavar="REV",

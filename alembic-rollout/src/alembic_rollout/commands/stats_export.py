@@ -14,11 +14,10 @@ the tables (pg_read_all_stats is not needed). Tables never analyzed have no
 estimate yet: run ANALYZE on production first.
 """
 
-import argparse
 from pathlib import Path
 
 from alembic_rollout.live_reads import database_name, read_live
-from alembic_rollout.revision_history import run_command
+from alembic_rollout.revision_history import command_parser, run_command
 from alembic_rollout.scratch_server import configured_settings
 from alembic_rollout.service import create_direct_engine
 from alembic_rollout.table_stats import export, missing_statistics, write_stats
@@ -41,10 +40,7 @@ def stats_export(path: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="alembic-rollout stats-export",
-        description=__doc__.split("\n\n")[0],
-    )
+    parser = command_parser("stats-export", __doc__)
     parser.add_argument(
         "--output",
         type=Path,
