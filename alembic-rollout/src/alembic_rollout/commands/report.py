@@ -163,28 +163,27 @@ def build_report(base: str | None) -> Report:
         by_file[str(shown(found.revision_file))].lint.append(lint_finding(found))
     checks = [lint_check(linted.findings, len(linted.linted))]
 
-    rehearsal: list[Rehearsal] = []
+    outcome: Rehearsal | None = None
 
     def rehearsed() -> list[str]:
-        rehearsal.append(rehearse(base))
-        outcome = rehearsal[0]
-        budget = f"{outcome.max_wait_ms:,} ms (REHEARSAL_MAX_WAIT_MS)"
-        if outcome.passed:
-            return [f"traffic never waited over {budget}, on {outcome.where}"]
-        slow = [r for r in outcome.results if r.waited_ms() > outcome.max_wait_ms]
-        failed = [r for r in outcome.results if r.failure is not None]
+        nonlocal outcome
+        outcome = done = rehearse(base)
+        budget = f"{done.max_wait_ms:,} ms (REHEARSAL_MAX_WAIT_MS)"
+        if done.passed:
+            return [f"traffic never waited over {budget}, on {done.where}"]
+        slow = [r for r in done.results if r.waited_ms() > done.max_wait_ms]
+        failed = [r for r in done.results if r.failure is not None]
         said = [f"{len(slow)} revision(s) made traffic wait over {budget}"] if slow else []
         said += [f"{len(failed)} revision(s) did not apply"] if failed else []
-        raise HistoryError(f"{' and '.join(said)}, on {outcome.where}")
+        raise HistoryError(f"{' and '.join(said)}, on {done.where}")
 
     checks.append(run_check("rehearsal", rehearsed))
-    for result in rehearsal[0].results if rehearsal else []:
+    for result in outcome.results if outcome else []:
         reports[result.script.revision].rehearsal = figures(result)
     checks.append(run_check("check-compat", lambda: check_compat(base, [])))
     checks.append(released)
     settings = {}
-    if rehearsal:
-        outcome = rehearsal[0]
+    if outcome is not None:
         settings = {
             "where": outcome.where,
             "max_wait_ms": outcome.max_wait_ms,
@@ -195,7 +194,7 @@ def build_report(base: str | None) -> Report:
             },
         }
     for report in reports.values():
-        judge(report, rehearsal[0].max_wait_ms if rehearsal else None)
+        judge(report, outcome.max_wait_ms if outcome else None)
     return Report(base, list(reports.values()), checks, commits, settings)
 
 
